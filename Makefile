@@ -1,0 +1,25 @@
+# Two commands set up everything on a fresh machine: `make repro` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(abspath $(VENV))/bin
+
+# DVC stages call `python`: the venv's interpreter must come first on PATH.
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup repro test bench
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements.lock
+	touch $@
+
+repro: setup
+	dvc repro
+
+test: setup
+	python -m pytest
+
+bench: setup
+	python -m stages.bench

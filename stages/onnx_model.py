@@ -1,0 +1,59 @@
+"""Running an exported .onnx classifier with ONNX Runtime. No torch here, on purpose:
+this module and preprocess.py are all the standalone predictor needs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from stages.preprocess import PreprocessSpec
+
+# Keys of the model's metadata_props; values are JSON.
+META_CLASSES = "birds_onnx.classes"
+META_PREPROCESS = "birds_onnx.preprocess"
+
+
+class ModelError(ValueError):
+    """A model file that is missing, broken or not one of ours."""
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """All graph optimisations, `threads` threads for one operator, no parallel operators:
+    the same CPU budget that torch gets in a comparison."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return options
+
+
+class OnnxClassifier:
+    def __init__(self, path: Path | str, threads: int = 2):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
+            raise ModelError(f"{path}: ONNX Runtime cannot load it ({e})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.classes: list[str] = json.loads(meta[META_CLASSES])
+            self.spec = PreprocessSpec.from_dict(json.loads(meta[META_PREPROCESS]))
+        except (KeyError, ValueError, TypeError) as e:
+            raise ModelError(f"{path}: class names or preprocessing missing from its metadata ({e})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """NCHW float32 batch -> logits (N, classes)."""
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)

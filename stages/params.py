@@ -1,0 +1,192 @@
+"""params.yaml, loaded once and checked: a bad value fails with the key that holds it.
+
+Each section is a frozen dataclass. Its fields are the allowed keys, their annotations the
+allowed types (``Literal`` for a fixed set of words), their defaults the optional ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from stages.preprocess import PreprocessSpec
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamError(ValueError):
+    """A value in params.yaml is missing, unknown or of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class BirdClass:
+    slug: str  # folder name and label: ASCII, no spaces
+    keyword: str  # the search term the article used (Japanese)
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    total_images: int = 190
+    min_size: int = 180
+    max_size: int = 480
+
+
+@dataclass(frozen=True)
+class Crawl:
+    source: Literal["synthetic", "bing", "folder"] = "synthetic"
+    synthetic: SyntheticSource = field(default_factory=SyntheticSource)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: int = 145
+    test: int = 45
+
+
+@dataclass(frozen=True)
+class Train:
+    epochs: tuple[int, ...] = (20, 50)
+    pretrained: Literal["none", "imagenet"] = "none"
+    batch_size: int = 16
+    lr: float = 0.001
+    weight_decay: float = 0.0001
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class Export:
+    opset: int = 18
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    formats: tuple[Literal["pth", "onnx"], ...] = ("pth", "onnx")
+    threads: int = 2
+    passes: int = 3  # the article's figure is the mean of 3 passes over the test set
+    warmup: int = 5
+    timed_runs: int = 30
+    batch_size: int = 8  # for the throughput-at-batch figure
+    required_img_per_s: float = 5.0  # the article's requirement: 5 images per second
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    classes: tuple[BirdClass, ...]
+    crawl: Crawl = field(default_factory=Crawl)
+    split: Split = field(default_factory=Split)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    train: Train = field(default_factory=Train)
+    export: Export = field(default_factory=Export)
+    evaluate: Evaluate = field(default_factory=Evaluate)
+
+    @property
+    def slugs(self) -> list[str]:
+        return [c.slug for c in self.classes]
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamError(f"{path} not found (run from the project root)") from None
+    except yaml.YAMLError as e:
+        raise ParamError(f"{path} is not valid YAML: {e}") from None
+    params = _build(Params, raw, key="")
+    _check_ranges(params)
+    return params
+
+
+def _build(cls, value, key: str):
+    """Turn `value` (parsed YAML) into an instance of `cls`, naming `key` on any mismatch."""
+    where = key or "params.yaml"
+    if not isinstance(value, dict):
+        raise ParamError(f"{where} must be a mapping, got {value!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ParamError(f"unknown key {_join(key, unknown[0])}; allowed: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in fields.items():
+        if name in value:
+            kwargs[name] = _convert(hints[name], value[name], _join(key, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamError(f"missing key {_join(key, name)}")
+    return cls(**kwargs)
+
+
+def _convert(hint, value, key: str):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is tuple:
+        if not isinstance(value, list) or not value:
+            raise ParamError(f"{key} must be a non-empty list, got {value!r}")
+        return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is Literal:
+        if value not in args:
+            raise ParamError(f"{key} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or isinstance(value, bool) and hint is not bool:
+        raise ParamError(f"{key} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _check_ranges(p: Params) -> None:
+    """Checks that types alone cannot express."""
+    slugs = p.slugs
+    for i, slug in enumerate(slugs):
+        if not slug or not slug.isascii() or not slug.replace("_", "").replace("-", "").isalnum():
+            raise ParamError(f"classes[{i}].slug must be ASCII letters, digits, '_' or '-'; got {slug!r}")
+    duplicate = next((s for s in slugs if slugs.count(s) > 1), None)
+    if duplicate:
+        raise ParamError(f"classes: slug {duplicate!r} appears twice")
+    if len(slugs) < 2:
+        raise ParamError("classes must list at least 2 classes")
+    positive = {
+        "crawl.synthetic.total_images": p.crawl.synthetic.total_images,
+        "crawl.synthetic.min_size": p.crawl.synthetic.min_size,
+        "split.train": p.split.train,
+        "split.test": p.split.test,
+        "preprocess.crop": p.preprocess.crop,
+        "train.batch_size": p.train.batch_size,
+        "train.lr": p.train.lr,
+        "train.threads": p.train.threads,
+        "export.opset": p.export.opset,
+        "evaluate.threads": p.evaluate.threads,
+        "evaluate.passes": p.evaluate.passes,
+        "evaluate.timed_runs": p.evaluate.timed_runs,
+        "evaluate.batch_size": p.evaluate.batch_size,
+    }
+    positive.update({f"train.epochs[{i}]": e for i, e in enumerate(p.train.epochs)})
+    for key, value in positive.items():
+        if value <= 0:
+            raise ParamError(f"{key} must be positive, got {value}")
+    if p.crawl.synthetic.max_size < p.crawl.synthetic.min_size:
+        raise ParamError("crawl.synthetic.max_size must be >= crawl.synthetic.min_size")
+    if p.preprocess.resize < p.preprocess.crop:
+        raise ParamError(
+            f"preprocess.resize ({p.preprocess.resize}) must be >= preprocess.crop ({p.preprocess.crop})"
+        )
+    for key in ("mean", "std"):
+        if len(getattr(p.preprocess, key)) != 3:
+            raise ParamError(f"preprocess.{key} must list 3 numbers (R, G, B)")
+    if len(set(p.train.epochs)) != len(p.train.epochs):
+        raise ParamError(f"train.epochs has a repeated value: {list(p.train.epochs)}")
+    if "pth" not in p.evaluate.formats:
+        raise ParamError("evaluate.formats must include pth: every format is compared with it")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

@@ -1,0 +1,72 @@
+"""split stage: data/raw/manifest.csv -> data/split/{train,test}.csv, stratified and seeded.
+
+The test set is balanced (the article's 45 test images are 5 per class); the training set
+takes its size from the remaining images of each class in proportion.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from stages.manifest import RAW_DIR, SPLIT_DIR, Example, read_manifest, write_split
+from stages.params import load_params
+
+
+class SplitError(ValueError):
+    """The data cannot give the split that params ask for."""
+
+
+def spread(total: int, weights: list[int]) -> list[int]:
+    """Share `total` in proportion to `weights` (largest remainders, ties to the earlier one)."""
+    exact = [total * w / sum(weights) for w in weights]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - shares[i]), i))
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def split_examples(
+    examples: list[Example], classes: list[str], n_train: int, n_test: int, seed: int
+) -> tuple[list[Example], list[Example]]:
+    by_class: dict[str, list[Example]] = defaultdict(list)
+    for e in sorted(examples, key=lambda e: e.path.as_posix()):
+        by_class[e.label].append(e)
+    counts = [len(by_class[c]) for c in classes]
+    test_quota = spread(n_test, [1] * len(classes))
+    summary = ", ".join(f"{c}: {n}" for c, n in zip(classes, counts))
+    short = [c for c, n, q in zip(classes, counts, test_quota) if n < q + 1]
+    if short or sum(counts) < n_train + n_test:
+        raise SplitError(
+            f"cannot split {sum(counts)} images into {n_train} train + {n_test} test "
+            f"(each class needs its {max(test_quota)} test images and at least 1 training image); "
+            f"too few in: {', '.join(short) or 'the whole set'}. "
+            f"Images per class: {summary}"
+        )
+    train_quota = spread(n_train, [n - q for n, q in zip(counts, test_quota)])
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c, n_te, n_tr in zip(classes, test_quota, train_quota):
+        order = rng.permutation(len(by_class[c]))
+        picked = [by_class[c][i] for i in order]
+        test += picked[:n_te]
+        train += picked[n_te : n_te + n_tr]
+    return train, test
+
+
+def main() -> None:
+    params = load_params()
+    examples = [Example(RAW_DIR / r["path"], r["class"]) for r in read_manifest()]
+    unknown = sorted({e.label for e in examples} - set(params.slugs))
+    if unknown:
+        raise SplitError(f"manifest has classes not listed in params.yaml classes: {', '.join(unknown)}")
+    train, test = split_examples(examples, params.slugs, params.split.train, params.split.test, params.seed)
+    write_split(SPLIT_DIR / "train.csv", train)
+    write_split(SPLIT_DIR / "test.csv", test)
+    print(f"split: {len(train)} train, {len(test)} test over {len(params.slugs)} classes")
+
+
+if __name__ == "__main__":
+    main()

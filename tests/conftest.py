@@ -1,0 +1,58 @@
+"""Shared test helpers: a tiny profile of the pipeline and a throwaway git+DVC project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_params() -> dict:
+    """params.yaml shrunk to seconds: 3 classes, 8 small images each, 64 px crops, epochs 1 and 2."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["classes"] = raw["classes"][:3]
+    raw["crawl"]["synthetic"].update(total_images=24, min_size=48, max_size=96)
+    raw["split"] = {"train": 15, "test": 6}
+    raw["preprocess"].update(resize=72, crop=64)
+    raw["train"].update(epochs=[1, 2], batch_size=4)
+    raw["evaluate"].update(passes=1, warmup=1, timed_runs=3, batch_size=2)
+    return raw
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command as a user would, with the venv's bin first on PATH (DVC stages call `python`)."""
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_project(dest: Path, params: dict) -> Path:
+    """A fresh git + DVC repository holding this project's pipeline and the given params."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", dest)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    run(["git", "init", "-q"], dest)
+    run(["dvc", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "pipeline"], dest)
+    return dest
+
+
+@pytest.fixture
+def tiny_project(tmp_path) -> Path:
+    return make_project(tmp_path / "project", tiny_params())

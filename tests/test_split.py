@@ -1,0 +1,59 @@
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stages.manifest import Example
+from stages.split import SplitError, split_examples, spread
+
+CLASSES = [f"c{i}" for i in range(9)]
+
+
+def examples(counts: dict[str, int]) -> list[Example]:
+    return [Example(Path(f"data/raw/{c}/{c}_{i:03d}.jpg"), c) for c, n in counts.items() for i in range(n)]
+
+
+def article_like() -> list[Example]:
+    # 190 images over 9 classes, as the synthetic source and the article have them
+    return examples({c: 22 if i == 0 else 21 for i, c in enumerate(CLASSES)})
+
+
+def test_article_sizes_and_stratification():
+    train, test = split_examples(article_like(), CLASSES, 145, 45, seed=42)
+    assert (len(train), len(test)) == (145, 45)
+    assert Counter(e.label for e in test) == {c: 5 for c in CLASSES}
+    assert set(Counter(e.label for e in train).values()) <= {16, 17}
+    assert not {e.path for e in train} & {e.path for e in test}
+
+
+def test_seeded_and_order_independent():
+    a = split_examples(article_like(), CLASSES, 145, 45, seed=1)
+    b = split_examples(list(reversed(article_like())), CLASSES, 145, 45, seed=1)
+    c = split_examples(article_like(), CLASSES, 145, 45, seed=2)
+    assert a == b
+    assert a != c
+
+
+def test_smaller_train_set_is_still_stratified():
+    train, test = split_examples(article_like(), CLASSES, 90, 45, seed=0)
+    assert len(train) == 90 and set(Counter(e.label for e in train).values()) == {10}
+
+
+def test_too_few_images_in_a_class_names_it_and_all_counts():
+    counts = {c: 21 for c in CLASSES} | {"c3": 4}
+    with pytest.raises(SplitError) as err:
+        split_examples(examples(counts), CLASSES, 100, 45, seed=0)
+    message = str(err.value)
+    assert "too few in: c3" in message
+    assert "c0: 21" in message and "c3: 4" in message
+
+
+def test_too_few_images_in_total():
+    with pytest.raises(SplitError, match="cannot split 189 images into 145 train"):
+        split_examples(examples({c: 21 for c in CLASSES}), CLASSES, 145, 45, seed=0)
+
+
+def test_spread_is_exact_and_proportional():
+    assert spread(45, [1] * 9) == [5] * 9
+    assert spread(10, [1, 1, 1]) == [4, 3, 3]
+    assert spread(145, [17] + [16] * 8) == [17] + [16] * 8
