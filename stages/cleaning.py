@@ -106,7 +106,7 @@ class Cleaned:
 
 
 def clean(found: Iterable[Found], min_side: int, near_duplicate_distance: int) -> Cleaned:
-    """Inspect every image as it arrives (rejected bytes are freed at once), then drop duplicates."""
+    """Examine every image as it arrives (rejected bytes are freed at once), then drop duplicates."""
     counts: Counter = Counter()
     kept, rejected = [], []
     for f in found:
