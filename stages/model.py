@@ -64,8 +64,10 @@ def save_checkpoint(path: Path | str, model: nn.Module, classes: list[str], spec
         "preprocess": spec.to_dict(),
         **info,
     }
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # a file object, not the temporary name, which torch.save would write into the archive
+        # and so make two saves of the same weights differ in their bytes
+        torch.save(checkpoint, f)
 
 
 def load_checkpoint(path: Path | str) -> tuple[nn.Module, list[str], PreprocessSpec]:

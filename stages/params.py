@@ -87,6 +87,7 @@ class Train:
     weight_decay: float = 0.0001
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = True
     threads: int = 2
 
 
@@ -216,6 +217,8 @@ def _check_ranges(p: Params) -> None:
     for key in ("mean", "std"):
         if len(getattr(p.preprocess, key)) != 3:
             raise ParamError(f"preprocess.{key} must list 3 numbers (R, G, B)")
+    if p.train.batch_size > p.split.train:
+        raise ParamError(f"train.batch_size ({p.train.batch_size}) must be <= split.train ({p.split.train})")
     if len(set(p.train.epochs)) != len(p.train.epochs):
         raise ParamError(f"train.epochs has a repeated value: {list(p.train.epochs)}")
     if "pth" not in p.evaluate.formats:

@@ -24,7 +24,7 @@ def tiny_params() -> dict:
     raw["crawl"]["min_side"] = 32
     raw["split"] = {"train": 15, "test": 6}
     raw["preprocess"].update(resize=72, crop=64)
-    raw["train"].update(epochs=[1, 2], batch_size=4)
+    raw["train"].update(epochs=[1, 2], batch_size=4, compile=False)  # compiling takes a minute
     raw["evaluate"].update(passes=1, warmup=1, timed_runs=3, batch_size=2)
     return raw
 

@@ -36,6 +36,20 @@ def test_dvc_repro_end_to_end(tiny_project):
     files = next(iter(shown.values()))["data"]
     assert {"metrics/e1/accuracy.json", "metrics/e2/accuracy.json"} <= set(files)
 
+    # training curves of both settings on one chart each, and a confusion matrix per format
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], tiny_project).stdout)
+    assert not plots.get("errors"), plots["errors"]
+    for chart, metrics in {"training loss": ["train_loss"], "accuracy": ["train_acc", "test_acc"], "learning rate": ["lr"]}.items():
+        [rendered] = plots["data"][chart]
+        points = rendered["content"]["data"]["values"]
+        for epochs in (1, 2):
+            for metric in metrics:
+                steps = [p["step"] for p in points if p.get(metric) is not None and f"e{epochs}/" in str(p)]
+                assert steps == [str(s) for s in range(1, epochs + 1)], (chart, epochs, metric, steps)
+    for epochs in (1, 2):
+        for fmt in ("pth", "onnx"):
+            [confusion] = plots["data"][f"metrics/e{epochs}/confusion/{fmt}.csv"]
+            assert len(confusion["content"]["data"]["values"]) == 6  # the tiny profile's test images
 
 def test_dvc_repro_with_the_bing_source_against_a_fake_server(tmp_path, fake_bing):
     params = tiny_params()

@@ -1,0 +1,160 @@
+"""Reproducibility check, run as a DVC user would: clone the repository twice into a temporary
+folder, run `dvc repro` in each clone, and compare what the two runs produced.
+
+    python -m stages.check_repro [--repo DIR] [--set KEY=VALUE ...] [TARGET ...]   (make check-repro)
+
+--set changes params.yaml in both clones (a YAML value, e.g. --set train.epochs=[1,2]), so a
+small profile runs in minutes. TARGETs go to `dvc repro` and `dvc status` (default: the whole
+pipeline). It fails (exit status 1) when `dvc status` is not clean after a run, or when any
+output recorded in dvc.lock differs between the runs: the data and its manifest, the split,
+the weights, the metrics. Outputs that hold wall-clock timings are left out. It checks the
+committed HEAD of the repository, not uncommitted changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import fnmatch
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from stages.params import ParamError, load_params
+
+# Outputs that hold timings, which differ on every run: not compared.
+TIMINGS = ("metrics/*/speed.json", "metrics/report.md", "metrics/speed.png")
+
+
+class CheckFailed(RuntimeError):
+    """The pipeline could not run, or did not reproduce."""
+
+
+def run(cmd: list[str], cwd: Path, log: Path) -> str:
+    """Run `cmd` with this interpreter's bin first on PATH (DVC stages call `python`); its
+    output goes to `log`, and on failure the end of the log goes into the error."""
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}\n")
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        raise CheckFailed(f"`{' '.join(cmd)}` failed in {cwd} (exit status {result.returncode}):\n{tail}")
+    return result.stdout
+
+
+def apply_overrides(params_file: Path, overrides: list[str]) -> None:
+    """KEY=VALUE pairs (dotted keys, YAML values) into params.yaml, then checked like any params."""
+    raw = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParamError(f"--set takes KEY=VALUE, got {item!r}")
+        *parents, last = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ParamError(f"--set {item}: {part} is not a section of params.yaml")
+        node[last] = yaml.safe_load(value)
+    params_file.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    load_params(params_file)
+
+
+def reproduce(repo: Path, dest: Path, overrides: list[str], targets: list[str], log: Path) -> None:
+    """A fresh clone of `repo` at `dest`, `dvc repro`, then `dvc status` must be clean."""
+    run(["git", "clone", "--quiet", str(repo), str(dest)], dest.parent, log)
+    if overrides:
+        apply_overrides(dest / "params.yaml", overrides)
+    dvc = [sys.executable, "-m", "dvc"]
+    run([*dvc, "repro", *targets], dest, log)
+    status = run([*dvc, "status", "--json", *targets], dest, log)
+    if yaml.safe_load(status or "{}"):
+        raise CheckFailed(f"`dvc status` is not clean after `dvc repro` in {dest}:\n{status}")
+
+
+def locked_outputs(project: Path) -> dict[str, str]:
+    """Every output recorded in dvc.lock, with its hash, except the timing files."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text(encoding="utf-8"))
+    outputs = {}
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            if not any(fnmatch.fnmatch(out["path"], pattern) for pattern in TIMINGS):
+                outputs[out["path"]] = out["md5"]
+    return outputs
+
+
+def file_hashes(project: Path, path: str) -> dict[str, str]:
+    """md5 of each file of output `path` (a file or a folder), keyed by path in the project."""
+    root = project / path
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {p.relative_to(project).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in files}
+
+
+def describe_difference(first: Path, second: Path, path: str) -> str:
+    """Which files of output `path` differ, and a diff of the first text file among them."""
+    a, b = file_hashes(first, path), file_hashes(second, path)
+    differing = sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
+    message = f"{path} differs between the runs: {', '.join(differing[:5])}{' ...' if len(differing) > 5 else ''}"
+    text = next((n for n in differing if n in a and n in b and n.endswith((".json", ".csv", ".tsv", ".md"))), None)
+    if text:
+        diff = difflib.unified_diff(
+            (first / text).read_text(encoding="utf-8").splitlines(),
+            (second / text).read_text(encoding="utf-8").splitlines(),
+            f"run1/{text}", f"run2/{text}", lineterm="", n=1,
+        )
+        message += "\n" + "\n".join(list(diff)[:20])
+    return message
+
+
+def compare(first: Path, second: Path) -> list[str]:
+    """Differences between two runs' outputs, one message each; empty when they agree."""
+    a, b = locked_outputs(first), locked_outputs(second)
+    return [
+        describe_difference(first, second, path) if path in a and path in b else f"{path} is only in one run's dvc.lock"
+        for path in sorted(a.keys() | b.keys())
+        if a.get(path) != b.get(path)
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help="stages for dvc repro (default: all)")
+    parser.add_argument("--repo", type=Path, default=Path("."), help="the git repository to clone (default: .)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--keep", action="store_true", help="keep the clones for inspection")
+    args = parser.parse_args()
+    repo = args.repo.resolve()
+    if subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout.strip():
+        print(f"check-repro: {repo} has uncommitted changes; they are not part of the check (it clones HEAD)")
+
+    work = Path(tempfile.mkdtemp(prefix="check-repro-"))
+    log = work / "log.txt"
+    runs = [work / "run1", work / "run2"]
+    try:
+        for i, dest in enumerate(runs, 1):
+            started = time.perf_counter()
+            reproduce(repo, dest, args.overrides, args.targets, log)
+            print(f"check-repro: run {i}: dvc repro in {time.perf_counter() - started:.0f} s, dvc status clean", flush=True)
+        differences = compare(*runs)
+        if differences:
+            raise CheckFailed("the two runs differ\n" + "\n".join(differences))
+        compared = len(locked_outputs(runs[0]))
+    except (CheckFailed, ParamError) as e:
+        print(f"check-repro: FAILED: {e}\nclones and log kept in {work}", file=sys.stderr)
+        return 1
+    if not args.keep:
+        shutil.rmtree(work)
+    print(f"check-repro: OK: {compared} outputs identical in both runs (timings not compared: {', '.join(TIMINGS)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

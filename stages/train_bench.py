@@ -1,0 +1,101 @@
+"""Training speed: img/s of a full training step (forward, backward, optimizer update) at the
+batch size and crop of params.yaml, fp32 eager beside the setting params.yaml chooses.
+
+    python -m stages.train_bench [--steps 10] [--warmup 3] [--batch-size N]   (make bench-train)
+
+Both settings run in one process with the training stage's own functions, and take turns step
+by step, so a busy machine slows them alike; each figure is the median step. Inputs are random
+(speed does not depend on pixel values). The input pipeline (random crop, flip, normalise) is
+timed on its own. The first step's time includes compiling, where the setting compiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from stages.params import Train, load_params
+from stages.preprocess import PreprocessSpec
+from stages.train import TrainingImages, configure_torch, make_optimizer, prepare_model, train_step, use_bf16
+
+
+def describe(cfg: Train, device: torch.device) -> str:
+    precision = "bf16 autocast" if use_bf16(cfg, device) else "fp32"
+    return f"{precision}, channels_last, {'compiled' if cfg.compile else 'eager'}"
+
+
+def step_timer(cfg: Train, device: torch.device, num_classes: int, batch_size: int, crop: int):
+    """A function that runs one training step on a fixed random batch and returns its seconds."""
+    torch.manual_seed(0)
+    model, forward = prepare_model(num_classes, cfg, device)
+    optimizer = make_optimizer(model, cfg)
+    model.train()
+    x = torch.randn(batch_size, 3, crop, crop, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(num_classes, (batch_size,), device=device)
+    bf16 = use_bf16(cfg, device)
+
+    def timed_step() -> float:
+        started = time.perf_counter()
+        loss, _ = train_step(forward, optimizer, x, y, bf16)
+        loss.item()  # waits for the device
+        return time.perf_counter() - started
+
+    return timed_step
+
+
+def input_pipeline_img_per_s(spec: PreprocessSpec, batch_size: int, batches: int = 20) -> float:
+    """Augmented, normalised images per second from decoded images of a typical 4:3 shape."""
+    images = [torch.randint(256, (3, spec.resize, spec.resize * 4 // 3), dtype=torch.uint8) for _ in range(batch_size * 2)]
+    data = TrainingImages(images, [0] * len(images), spec)
+    rng = torch.Generator().manual_seed(0)
+    started, seen = time.perf_counter(), 0
+    while seen < batches * batch_size:
+        for x, _ in data.batches(batch_size, rng):
+            seen += len(x)
+    return seen / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per setting")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per setting, after the first")
+    parser.add_argument("--batch-size", type=int, help="default: train.batch_size")
+    args = parser.parse_args()
+    params = load_params()
+    chosen = dataclasses.replace(params.train, pretrained="none")  # the weights' values do not matter here
+    baseline = dataclasses.replace(chosen, precision="fp32", compile=False)
+    device, _ = configure_torch(chosen)
+    batch_size, crop, num_classes = args.batch_size or chosen.batch_size, params.preprocess.crop, len(params.classes)
+    print(f"training step: ResNet50, batch {batch_size}, {crop}x{crop}, {num_classes} classes, {device}, "
+          f"{torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup} warm-up, settings alternating",
+          flush=True)
+
+    settings = {describe(baseline, device): baseline, describe(chosen, device): chosen}
+    steps, first = {}, {}
+    for name, cfg in settings.items():
+        steps[name] = step_timer(cfg, device, num_classes, batch_size, crop)
+        first[name] = steps[name]()
+        for _ in range(args.warmup):
+            steps[name]()
+    times = {name: [] for name in settings}
+    for _ in range(args.steps):
+        for name, timed_step in steps.items():
+            times[name].append(timed_step())
+
+    width = max(len(name) for name in settings)
+    print(f"{'setting':<{width}}  {'img/s':>7}  {'ms/step':>8}  {'first step s':>12}")
+    rates = {}
+    for name in settings:
+        median = float(np.median(times[name]))
+        rates[name] = batch_size / median
+        print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}")
+    print(f"speed-up of the chosen setting: {rates[describe(chosen, device)] / rates[describe(baseline, device)]:.2f}x")
+    print(f"input pipeline (random crop, flip, normalise): {input_pipeline_img_per_s(params.preprocess, batch_size):.0f} img/s")
+
+
+if __name__ == "__main__":
+    main()
