@@ -85,6 +85,7 @@ class Train:
     batch_size: int = 16
     lr: float = 0.001
     weight_decay: float = 0.0001
+    min_crop_scale: float = 0.35
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = True
@@ -196,6 +197,7 @@ def _check_ranges(p: Params) -> None:
         "preprocess.crop": p.preprocess.crop,
         "train.batch_size": p.train.batch_size,
         "train.lr": p.train.lr,
+        "train.min_crop_scale": p.train.min_crop_scale,
         "train.threads": p.train.threads,
         "export.opset": p.export.opset,
         "evaluate.threads": p.evaluate.threads,

@@ -109,17 +109,17 @@ class TrainingImages:
     """Training images decoded once (shorter side = preprocess.resize) and augmented per step
     on uint8 tensors, as the article's recipe does: random resized crop and horizontal flip."""
 
-    def __init__(self, images: list[torch.Tensor], labels: list[int], spec: PreprocessSpec):
+    def __init__(self, images: list[torch.Tensor], labels: list[int], spec: PreprocessSpec, min_crop_scale: float):
         self.images = images  # uint8 CHW
         self.labels = torch.tensor(labels)
-        self.augment = v2.Compose([v2.RandomResizedCrop(spec.crop, antialias=True), v2.RandomHorizontalFlip()])
+        self.augment = v2.Compose([v2.RandomResizedCrop(spec.crop, scale=(min_crop_scale, 1.0), antialias=True), v2.RandomHorizontalFlip()])
         self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
 
     @classmethod
-    def load(cls, examples: list[Example], classes: list[str], spec: PreprocessSpec) -> "TrainingImages":
+    def load(cls, examples: list[Example], classes: list[str], spec: PreprocessSpec, min_crop_scale: float) -> "TrainingImages":
         images = [v2.functional.pil_to_tensor(load_rgb(e.path, spec.resize)) for e in examples]
-        return cls(images, [classes.index(e.label) for e in examples], spec)
+        return cls(images, [classes.index(e.label) for e in examples], spec, min_crop_scale)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -177,7 +177,7 @@ def main() -> None:
     checkpoint.unlink(missing_ok=True)
 
     device, bf16 = configure_torch(cfg)
-    data = TrainingImages.load(read_split("train"), classes, params.preprocess)
+    data = TrainingImages.load(read_split("train"), classes, params.preprocess, cfg.min_crop_scale)
     test_x, test_y = (t.to(device) for t in load_test_set(classes, params.preprocess))
     torch.manual_seed(params.seed)  # the new head's initial weights (and all of them for pretrained: none)
     model, forward = prepare_model(len(classes), cfg, device)  # `forward` shares the weights of `model`

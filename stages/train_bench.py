@@ -47,10 +47,10 @@ def step_timer(cfg: Train, device: torch.device, num_classes: int, batch_size: i
     return timed_step
 
 
-def input_pipeline_img_per_s(spec: PreprocessSpec, batch_size: int, batches: int = 20) -> float:
+def input_pipeline_img_per_s(spec: PreprocessSpec, cfg: Train, batch_size: int, batches: int = 20) -> float:
     """Augmented, normalised images per second from decoded images of a typical 4:3 shape."""
     images = [torch.randint(256, (3, spec.resize, spec.resize * 4 // 3), dtype=torch.uint8) for _ in range(batch_size * 2)]
-    data = TrainingImages(images, [0] * len(images), spec)
+    data = TrainingImages(images, [0] * len(images), spec, cfg.min_crop_scale)
     rng = torch.Generator().manual_seed(0)
     started, seen = time.perf_counter(), 0
     while seen < batches * batch_size:
@@ -94,7 +94,7 @@ def main() -> None:
         rates[name] = batch_size / median
         print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}")
     print(f"speed-up of the chosen setting: {rates[describe(chosen, device)] / rates[describe(baseline, device)]:.2f}x")
-    print(f"input pipeline (random crop, flip, normalise): {input_pipeline_img_per_s(params.preprocess, batch_size):.0f} img/s")
+    print(f"input pipeline (random crop, flip, normalise): {input_pipeline_img_per_s(params.preprocess, params.train, batch_size):.0f} img/s")
 
 
 if __name__ == "__main__":
