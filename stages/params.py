@@ -7,6 +7,7 @@ allowed types (``Literal`` for a fixed set of words), their defaults the optiona
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +38,38 @@ class SyntheticSource:
 
 
 @dataclass(frozen=True)
+class BingFilters:
+    """Bing's own search filters, as icrawler's BingFeeder names them; `any` leaves one out."""
+
+    type: Literal["any", "photo", "clipart", "linedrawing", "transparent", "animated"] = "any"
+    size: str = "any"  # any | small | medium | large | extralarge | >WxH (at least W by H pixels)
+    license: Literal[
+        "any", "creativecommons", "publicdomain", "noncommercial", "commercial", "noncommercial,modify", "commercial,modify"
+    ] = "any"
+
+
+@dataclass(frozen=True)
+class BingSource:
+    max_num: int = 30  # images downloaded per class (before cleaning), one search per class keyword
+    filters: BingFilters = field(default_factory=BingFilters)
+    endpoint: str = "https://www.bing.com/images/async"  # the environment variable BIRDS_BING_ENDPOINT overrides it
+    timeout_s: float = 10.0  # per request, for result pages and images alike
+    retries: int = 2  # further tries after a connection error, a timeout or an HTTP 5xx/429
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    path: str = ""  # a folder holding one sub-folder of images per class slug
+
+
+@dataclass(frozen=True)
 class Crawl:
     source: Literal["synthetic", "bing", "folder"] = "synthetic"
+    min_side: int = 100  # images whose shorter side is below this are rejected
+    near_duplicate_distance: int = 4  # perceptual-hash bits (of 64) within which two images are one
     synthetic: SyntheticSource = field(default_factory=SyntheticSource)
+    bing: BingSource = field(default_factory=BingSource)
+    folder: FolderSource = field(default_factory=FolderSource)
 
 
 @dataclass(frozen=True)
@@ -164,6 +194,9 @@ def _check_ranges(p: Params) -> None:
     positive = {
         "crawl.synthetic.total_images": p.crawl.synthetic.total_images,
         "crawl.synthetic.min_size": p.crawl.synthetic.min_size,
+        "crawl.min_side": p.crawl.min_side,
+        "crawl.bing.max_num": p.crawl.bing.max_num,
+        "crawl.bing.timeout_s": p.crawl.bing.timeout_s,
         "split.train": p.split.train,
         "split.test": p.split.test,
         "preprocess.crop": p.preprocess.crop,
@@ -183,6 +216,7 @@ def _check_ranges(p: Params) -> None:
             raise ParamError(f"{key} must be positive, got {value}")
     if p.crawl.synthetic.max_size < p.crawl.synthetic.min_size:
         raise ParamError("crawl.synthetic.max_size must be >= crawl.synthetic.min_size")
+    _check_crawl(p.crawl)
     if p.preprocess.resize < p.preprocess.crop:
         raise ParamError(
             f"preprocess.resize ({p.preprocess.resize}) must be >= preprocess.crop ({p.preprocess.crop})"
@@ -201,6 +235,25 @@ def _check_ranges(p: Params) -> None:
         raise ParamError(f"evaluate.formats has a repeated value: {list(p.evaluate.formats)}")
     if "pth" not in p.evaluate.formats:
         raise ParamError("evaluate.formats must include pth: every format is compared with it")
+
+
+def _check_crawl(c: Crawl) -> None:
+    if not 0 <= c.near_duplicate_distance <= 32:
+        raise ParamError(f"crawl.near_duplicate_distance must be 0 to 32 (bits of 64), got {c.near_duplicate_distance}")
+    if c.bing.retries < 0:
+        raise ParamError(f"crawl.bing.retries must be 0 or more, got {c.bing.retries}")
+    size = c.bing.filters.size
+    if size not in ("any", "small", "medium", "large", "extralarge") and not re.fullmatch(r">\d+x\d+", size):
+        raise ParamError(f"crawl.bing.filters.size must be any, small, medium, large, extralarge or >WxH; got {size!r}")
+    if not re.match(r"https?://[^/]+", c.bing.endpoint):
+        raise ParamError(f"crawl.bing.endpoint must be an http(s) URL, got {c.bing.endpoint!r}")
+    if c.source == "folder" and not c.folder.path:
+        raise ParamError("crawl.folder.path must name a folder of <class slug>/<images> when crawl.source is folder")
+    if c.source == "synthetic" and c.synthetic.min_size < c.min_side:
+        raise ParamError(
+            f"crawl.synthetic.min_size ({c.synthetic.min_size}) must be >= crawl.min_side ({c.min_side}), "
+            "or the cleaning would reject the small synthetic images"
+        )
 
 
 def _join(prefix: str, name: str) -> str:

@@ -28,6 +28,21 @@ def spread(total: int, weights: list[int]) -> list[int]:
     return shares
 
 
+def check_enough(counts: dict[str, int], n_train: int, n_test: int) -> None:
+    """Raise SplitError, listing every class's count, unless `counts` (class -> images, in the
+    order of params' classes) can give `n_train` + `n_test` images with every class in both sets."""
+    quota = spread(n_test, [1] * len(counts))  # balanced test set
+    short = [c for (c, n), q in zip(counts.items(), quota) if n < q + 1]
+    total = sum(counts.values())
+    if short or total < n_train + n_test:
+        raise SplitError(
+            f"cannot split {total} images into {n_train} train + {n_test} test "
+            f"(each class needs its {max(quota)} test images and at least 1 training image); "
+            f"too few in: {', '.join(short) or 'the whole set'}. "
+            f"Images per class: {', '.join(f'{c}: {n}' for c, n in counts.items())}"
+        )
+
+
 def split_examples(
     examples: list[Example], classes: list[str], n_train: int, n_test: int, seed: int
 ) -> tuple[list[Example], list[Example]]:
@@ -35,16 +50,8 @@ def split_examples(
     for e in sorted(examples, key=lambda e: e.path.as_posix()):
         by_class[e.label].append(e)
     counts = [len(by_class[c]) for c in classes]
+    check_enough(dict(zip(classes, counts)), n_train, n_test)
     test_quota = spread(n_test, [1] * len(classes))
-    summary = ", ".join(f"{c}: {n}" for c, n in zip(classes, counts))
-    short = [c for c, n, q in zip(classes, counts, test_quota) if n < q + 1]
-    if short or sum(counts) < n_train + n_test:
-        raise SplitError(
-            f"cannot split {sum(counts)} images into {n_train} train + {n_test} test "
-            f"(each class needs its {max(test_quota)} test images and at least 1 training image); "
-            f"too few in: {', '.join(short) or 'the whole set'}. "
-            f"Images per class: {summary}"
-        )
     train_quota = spread(n_train, [n - q for n, q in zip(counts, test_quota)])
     rng = np.random.default_rng(seed)
     train, test = [], []

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from fake_bing import FakeBing
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,6 +23,7 @@ def tiny_params() -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["classes"] = raw["classes"][:3]
     raw["crawl"]["synthetic"].update(total_images=24, min_size=48, max_size=96)
+    raw["crawl"]["min_side"] = 32
     raw["split"] = {"train": 15, "test": 6}
     raw["preprocess"].update(resize=72, crop=64)
     raw["train"].update(epochs=[1, 2], batch_size=4)
@@ -59,6 +62,14 @@ def make_project(dest: Path, params: dict) -> Path:
 @pytest.fixture
 def tiny_project(tmp_path) -> Path:
     return make_project(tmp_path / "project", tiny_params())
+
+
+@pytest.fixture
+def fake_bing():
+    """A fake Bing image search on 127.0.0.1 (tests/fake_bing.py); add results with .add()."""
+    server = FakeBing()
+    yield server
+    server.close()
 
 
 # A small model shared by the model, export, predictor and benchmark tests: exporting and

@@ -1,10 +1,14 @@
 """The real `dvc repro` on the tiny profile, in a throwaway git+DVC repository."""
 
+import csv
+import hashlib
 import json
+from collections import Counter
 
 import pytest
 
-from conftest import run
+from conftest import make_project, run, tiny_params
+from fake_bing import Served, encode, picture
 
 pytestmark = pytest.mark.slow
 
@@ -40,3 +44,29 @@ def test_dvc_repro_end_to_end(tiny_project):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], tiny_project).stdout)
     files = next(iter(shown.values()))["data"]
     assert {"metrics/e1/accuracy.json", "metrics/e2/accuracy.json"} <= set(files)
+
+
+def test_dvc_repro_with_the_bing_source_against_a_fake_server(tmp_path, fake_bing):
+    params = tiny_params()
+    params["crawl"].update(source="bing", bing={"max_num": 12, "endpoint": fake_bing.endpoint, "retries": 1})
+    keywords = [c["keyword"] for c in params["classes"]]
+    for k, (c, keyword) in enumerate(zip(params["classes"], keywords)):
+        for i in range(9):
+            fake_bing.add(keyword, f"{c['slug']}{i}.jpg", Served(encode(picture(10 * k + i, (96, 72)))))
+    fake_bing.add(keywords[0], "gone.jpg", Served(status=404))
+    fake_bing.add(keywords[1], "page.jpg", Served(b"<!DOCTYPE html><html><body>Sign in</body></html>", "text/html"))
+    fake_bing.add(keywords[2], "myna0.jpg")  # the first myna image is a sunbird result too
+    project = make_project(tmp_path / "project", params)
+
+    repro = run(["dvc", "repro"], project)
+
+    print(repro.stdout)  # the crawl summary, for `pytest -s`
+    raw = project / "data/raw"
+    rows = list(csv.DictReader((raw / "manifest.csv").open(encoding="utf-8")))
+    assert Counter(r["class"] for r in rows) == {"myna": 8, "reed_warbler": 9, "sunbird": 9}
+    assert all(hashlib.sha256((raw / r["path"]).read_bytes()).hexdigest() == r["sha256"] for r in rows)
+    assert all(r["source"] == "bing" and r["url"].startswith(fake_bing.base) for r in rows)
+    rejects = list(csv.DictReader((raw / "rejects.csv").open(encoding="utf-8")))
+    assert Counter(r["reason"] for r in rejects) == {"fetch_failed": 1, "not_an_image": 1, "in_several_classes": 2}
+    assert "| onnx |" in (project / "metrics/report.md").read_text()
+    assert "up to date" in run(["dvc", "status"], project).stdout

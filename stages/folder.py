@@ -1,0 +1,45 @@
+"""The folder crawl source: your own images, one sub-folder per class slug.
+
+    <crawl.folder.path>/<slug>/<any file name>   (sub-folders of a class folder are searched too)
+
+Every file is handed to the cleaning as found: a stray text file is rejected with its reason like
+any broken download. Hidden files (.DS_Store, ...) are skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from stages.cleaning import CrawlError, Found
+
+
+def find_images(folder: Path | str, slugs: list[str]) -> Iterator[Found]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CrawlError(f"crawl.folder.path: {folder} is not a folder (it should hold one folder of images per class)")
+    present = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    missing = [s for s in slugs if s not in present]
+    if missing:
+        raise CrawlError(
+            f"crawl.folder.path: {folder} has no folder for class {', '.join(missing)}; "
+            f"it has: {', '.join(present) or 'no folders'}; expected one folder per class slug: {', '.join(slugs)}"
+        )
+    for slug in slugs:
+        files = sorted(p for p in (folder / slug).rglob("*") if p.is_file() and not is_hidden(p, folder))
+        for path in files:
+            yield read_found(slug, path)
+
+
+def read_found(slug: str, path: Path) -> Found:
+    try:
+        data, error = path.read_bytes(), ""
+    except OSError as e:
+        data, error = None, f"cannot read the file: {e.strerror}"
+    modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    return Found(slug, path.as_posix(), data, error, time=modified)
+
+
+def is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)

@@ -1,0 +1,140 @@
+"""A stand-in for Bing image search on 127.0.0.1: result pages in Bing's async markup, and the images.
+
+    /images/async?q=<keyword>&first=<n>   results n.. of the keyword (35 a page, as Bing answers)
+    /img/<name>                           an image, or one of the faults a real crawl meets
+
+Each result is `<div class="imgpt"><a class="iusc" m="{html-escaped compact JSON}">`, the JSON
+holding the image URL (murl) and the page that shows it (purl), as Bing writes them.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import struct
+import threading
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from PIL import Image
+
+PAGE_SIZE = 35
+
+
+@dataclass
+class Served:
+    body: bytes = b""
+    content_type: str = "image/jpeg"
+    status: int = 200
+    delay_s: float = 0.0  # wait before answering (a slow server)
+    fail_first: int = 0  # answer 500 to this many requests before the real answer
+
+
+def picture(seed: int, size: tuple[int, int] = (128, 96)) -> Image.Image:
+    """A smooth random picture: a coarse colour grid enlarged, so that no two seeds look alike
+    and a resized copy keeps its perceptual hash."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), "RGB")
+    return coarse.resize(size, Image.Resampling.BICUBIC)
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **options) -> bytes:
+    out = io.BytesIO()
+    img.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def bomb_png(side: int = 10_000) -> bytes:
+    """A valid 1-bit PNG of side x side black pixels: a few KB that decode to side**2 pixels
+    (10,000 x 10,000 is beyond Pillow's 89-megapixel limit). Built by hand: Pillow would first
+    allocate the whole picture to write it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    pixels = zlib.compress(row * side, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+class FakeBing:
+    def __init__(self):
+        self.results: dict[str, list[str]] = {}  # keyword -> image names, in result order
+        self.files: dict[str, Served] = {}  # image name -> what /img/<name> answers
+        self.hits: Counter = Counter()  # path -> requests received
+        self.queries: list[dict] = []  # the query string of every result-page request
+        self.page_status = 200
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.base}/images/async"
+
+    def add(self, keyword: str, name: str, served: Served | None = None) -> None:
+        """List /img/<name> among the keyword's results; `name` may end in a query string, which the
+        server ignores. Without `served`, an image already added is listed again (another keyword)."""
+        self.results.setdefault(keyword, []).append(name)
+        if served is not None:
+            self.files[name.split("?")[0]] = served
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def page(self, keyword: str, first: int) -> bytes:
+        items = []
+        for name in self.results.get(keyword, [])[first : first + PAGE_SIZE]:
+            meta = {"cid": name, "purl": f"https://example.org/birds/{name}.html", "murl": f"{self.base}/img/{name}"}
+            m = html.escape(json.dumps(meta, separators=(",", ":"), ensure_ascii=False), quote=True)
+            items.append(f'<li><div class="iuscp"><div class="imgpt"><a class="iusc" m="{m}" href="#">'
+                         f'<img class="mimg" alt="{html.escape(keyword)}"></a></div></div></li>')
+        return f'<html><body><ul class="dgControl_list">{"".join(items)}</ul></body></html>'.encode()
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urlsplit(self.path)
+                fake.hits[url.path] += 1
+                if url.path == "/images/async":
+                    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                    fake.queries.append(query)
+                    body = fake.page(query.get("q", ""), int(query.get("first", 0)))
+                    return self.answer(fake.page_status, "text/html; charset=utf-8", body)
+                served = fake.files.get(url.path.removeprefix("/img/"))
+                if served is None:
+                    return self.answer(404, "text/plain", b"not found")
+                time.sleep(served.delay_s)
+                if fake.hits[url.path] <= served.fail_first:
+                    return self.answer(500, "text/plain", b"try again")
+                self.answer(served.status, served.content_type, served.body)
+
+            def answer(self, status: int, content_type: str, body: bytes):
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a timeout test)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler

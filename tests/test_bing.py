@@ -1,0 +1,129 @@
+"""The bing source against a fake Bing on 127.0.0.1: icrawler's real feeder, parser and downloader."""
+
+import hashlib
+import socket
+
+import pytest
+
+from fake_bing import Served, bomb_png, encode, picture
+from stages import bing
+from stages.cleaning import REASONS, clean
+from stages.params import BingFilters, BingSource, BirdClass
+
+MYNA = BirdClass("myna", "ハッカチョウ")
+WARBLER = BirdClass("reed_warbler", "ヨシキリ")
+SUNBIRD = BirdClass("sunbird", "タイヨウチョウ")
+RETRIES = 1
+
+
+def crawl(fake, classes, **options):
+    cfg = BingSource(endpoint=fake.endpoint, timeout_s=0.5, retries=RETRIES, **({"max_num": 10} | options))
+    return clean(bing.find_images(classes, cfg), min_side=64, near_duplicate_distance=4)
+
+
+def test_clean_crawl_of_several_classes_keeps_every_format_and_its_provenance(fake_bing):
+    served = {}
+    for k, bird in enumerate([MYNA, WARBLER, SUNBIRD]):
+        for i in range(3):
+            served[f"{bird.slug}{i}.jpg"] = encode(picture(10 * k + i))
+            fake_bing.add(bird.keyword, f"{bird.slug}{i}.jpg", Served(served[f"{bird.slug}{i}.jpg"]))
+    served["gull.png"] = encode(picture(40), "PNG")
+    served["tern.webp"] = encode(picture(41), "WEBP", quality=90)
+    served["png-as.jpg"] = encode(picture(42), "PNG")  # the URL's extension is wrong
+    fake_bing.add(SUNBIRD.keyword, "gull.png", Served(served["gull.png"], "image/png"))
+    fake_bing.add(SUNBIRD.keyword, "tern.webp", Served(served["tern.webp"], "image/webp"))
+    fake_bing.add(SUNBIRD.keyword, "png-as.jpg?w=1&h=2", Served(served["png-as.jpg"], "image/png"))
+
+    cleaned = crawl(fake_bing, [MYNA, WARBLER, SUNBIRD], filters=BingFilters(type="photo", license="creativecommons"))
+
+    assert cleaned.rejected == []
+    assert dict(cleaned.found) == {"myna": 3, "reed_warbler": 3, "sunbird": 6}
+    by_url = {k.found.url.removeprefix(f"{fake_bing.base}/img/"): k for k in cleaned.kept}
+    assert set(by_url) == set(served) - {"png-as.jpg"} | {"png-as.jpg?w=1&h=2"}  # '&' survives the JSON
+    assert by_url["gull.png"].name == "sunbird/sunbird_003.png"
+    assert by_url["tern.webp"].name == "sunbird/sunbird_004.webp"
+    assert by_url["png-as.jpg?w=1&h=2"].name == "sunbird/sunbird_005.png"
+    for name, k in by_url.items():
+        assert k.data == served[name.split("?")[0]]  # upright RGB already: saved byte for byte
+        assert k.sha256 == hashlib.sha256(k.data).hexdigest()
+        assert k.found.page_url == f"https://example.org/birds/{name}.html"
+        assert k.found.source == "bing" and k.found.time.endswith("+00:00")
+    assert [q["q"] for q in fake_bing.queries] == ["ハッカチョウ", "ヨシキリ", "タイヨウチョウ"]
+    assert all(q["qft"] == " filterui:photo-photo filterui:licenseType-Any" for q in fake_bing.queries)
+
+
+def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing):
+    original = encode(picture(1))
+    fake_bing.add(MYNA.keyword, "ok.jpg", Served(original))
+    fake_bing.add(MYNA.keyword, "missing.jpg", Served(status=404))
+    fake_bing.add(MYNA.keyword, "error.jpg", Served(status=500))
+    fake_bing.add(MYNA.keyword, "flaky.jpg", Served(encode(picture(2)), fail_first=1))
+    fake_bing.add(MYNA.keyword, "slow.jpg", Served(encode(picture(3)), delay_s=1.5))
+    fake_bing.add(MYNA.keyword, "truncated.jpg", Served(encode(picture(4))[:900]))
+    fake_bing.add(MYNA.keyword, "page.jpg", Served(b"<!DOCTYPE html><html><body>Access denied</body></html>", "text/html"))
+    fake_bing.add(MYNA.keyword, "huge.png", Served(bomb_png(), "image/png"))
+    fake_bing.add(MYNA.keyword, "icon.jpg", Served(encode(picture(5, (48, 36)))))
+    fake_bing.add(MYNA.keyword, "copy.jpg", Served(original))  # the same image under two URLs
+    fake_bing.add(MYNA.keyword, "smaller.jpg", Served(encode(picture(1).resize((112, 84)), quality=70)))
+    fake_bing.add(MYNA.keyword, "both.jpg", Served(encode(picture(6))))
+    fake_bing.add(WARBLER.keyword, "both.jpg")  # the same image under two classes
+    fake_bing.add(WARBLER.keyword, "warbler.jpg", Served(encode(picture(7))))
+
+    # 40 asked: two result pages; the second has no results, the first fewer than asked.
+    cleaned = crawl(fake_bing, [MYNA, WARBLER], max_num=40)
+
+    reasons = {r.found.url.rsplit("/", 1)[1]: (r.reason, r.detail) for r in cleaned.rejected}
+    assert reasons.pop("missing.jpg") == ("fetch_failed", "HTTP 404")
+    assert reasons.pop("error.jpg") == ("fetch_failed", f"HTTP 500 after {RETRIES + 1} tries")
+    reason, detail = reasons.pop("slow.jpg")
+    assert reason == "fetch_failed" and detail.startswith(f"timed out ({RETRIES + 1} tries)")
+    assert reasons.pop("truncated.jpg")[0] == "broken"
+    assert reasons.pop("page.jpg") == ("not_an_image", "an HTML page, not an image")
+    assert reasons.pop("huge.png")[0] == "decompression_bomb"
+    assert reasons.pop("icon.jpg") == ("too_small", "48x36, shorter side under 64")
+    assert reasons.pop("copy.jpg") == ("exact_duplicate", "same bytes as myna/myna_000.jpg")
+    reason, detail = reasons.pop("smaller.jpg")
+    assert reason == "near_duplicate" and detail.endswith("bits from myna/myna_000.jpg")
+    assert reasons == {"both.jpg": ("in_several_classes", f"also under myna: {fake_bing.base}/img/both.jpg")}
+    assert sorted(r.found.label for r in cleaned.rejected if r.reason == "in_several_classes") == ["myna", "reed_warbler"]
+
+    assert [(k.name, k.found.url.rsplit("/", 1)[1]) for k in cleaned.kept] == [
+        ("myna/myna_000.jpg", "ok.jpg"),
+        ("myna/myna_001.jpg", "flaky.jpg"),
+        ("reed_warbler/reed_warbler_000.jpg", "warbler.jpg"),
+    ]
+    assert dict(cleaned.found) == {"myna": 12, "reed_warbler": 2}
+    assert fake_bing.hits["/img/error.jpg"] == fake_bing.hits["/img/slow.jpg"] == RETRIES + 1
+    assert fake_bing.hits["/img/flaky.jpg"] == 2 and fake_bing.hits["/img/missing.jpg"] == 1
+    assert [q["first"] for q in fake_bing.queries if q["q"] == MYNA.keyword] == ["0", "20"]
+    summary = cleaned.summary(["myna", "reed_warbler"]).splitlines()
+    assert summary[0].split() == ["class", "found", "kept", *REASONS]  # every reason occurred
+    assert summary[1].split() == ["myna", "12", "2", "3", "1", "1", "1", "1", "1", "1", "1"]
+    assert summary[3].split() == ["total", "14", "3", "3", "1", "1", "1", "1", "1", "1", "2"]
+
+
+def test_max_num_caps_the_downloads_of_a_class(fake_bing):
+    for i in range(6):
+        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
+    cleaned = crawl(fake_bing, [MYNA], max_num=4)
+    assert [k.found.url.rsplit("/", 1)[1] for k in cleaned.kept] == ["m0.jpg", "m1.jpg", "m2.jpg", "m3.jpg"]
+    assert cleaned.rejected == []
+
+
+def test_result_page_errors_are_retried_then_reported(fake_bing):
+    fake_bing.page_status = 500
+    with pytest.raises(bing.BingUnreachable, match=f"HTTP 500 after {RETRIES + 1} tries.*crawl.source: synthetic"):
+        list(bing.find_images([MYNA], BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=10)))
+    assert fake_bing.hits["/images/async"] == RETRIES + 1
+
+
+def test_no_network_fails_with_how_to_run_offline(monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on: connections are refused, as offline
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/images/async"
+    monkeypatch.setenv(bing.ENDPOINT_ENV, closed)  # wins over the param's www.bing.com
+    with pytest.raises(bing.BingUnreachable) as err:
+        list(bing.find_images([MYNA, WARBLER], BingSource(timeout_s=1.0, retries=1)))
+    message = str(err.value)
+    assert f"class myna ({MYNA.keyword}) at {closed}?" in message
+    assert "crawl.source: synthetic" in message and "crawl.source: folder" in message

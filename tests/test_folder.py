@@ -1,0 +1,105 @@
+"""The folder source and the cleaning of odd but valid images: each becomes upright RGB."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+
+from fake_bing import encode, picture
+from stages.cleaning import CrawlError, clean
+from stages.folder import find_images
+
+
+def grey_of(seed: int) -> np.ndarray:
+    return np.asarray(picture(seed).convert("L"), dtype=np.int16)
+
+
+def pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.mode == "RGB"
+        return np.asarray(img, dtype=np.int16)
+
+
+def odd_images() -> dict[str, bytes]:
+    """File name -> bytes: valid images in the modes and layouts a crawl meets."""
+    palette = picture(2).quantize(16)
+    palette.paste(0, (0, 0, 40, 96))  # the left strip takes colour 0, made transparent below
+    grey16 = Image.fromarray(grey_of(3).astype(np.uint16) * 257)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise
+    sideways = picture(4, (128, 96)).transpose(Image.Transpose.ROTATE_90)
+    rgba = picture(7).convert("RGBA")
+    rgba.paste((0, 0, 0, 0), (0, 0, 128, 30))  # the top band fully transparent
+    return {
+        "cmyk.jpg": encode(picture(1).convert("CMYK"), quality=95),
+        "palette.png": encode(palette, "PNG", transparency=0),
+        "grey16.png": encode(grey16, "PNG"),
+        "rotated.jpg": encode(sideways, quality=95, exif=exif),
+        "grey.jpg": encode(picture(5).convert("L"), quality=95),
+        "photo.webp": encode(picture(6), "WEBP", quality=90),
+        "alpha.png": encode(rgba, "PNG"),
+        "anim.gif": encode(picture(8).quantize(32), "GIF"),
+    }
+
+
+def test_odd_but_valid_images_become_upright_rgb_with_the_right_extension(tmp_path):
+    (tmp_path / "crow").mkdir()
+    for name, data in odd_images().items():
+        (tmp_path / "crow" / name).write_bytes(data)
+
+    cleaned = clean(find_images(tmp_path, ["crow"]), min_side=64, near_duplicate_distance=4)
+
+    assert cleaned.rejected == []
+    kept = {k.found.source.rsplit("/", 1)[1]: k for k in cleaned.kept}
+    assert {name: k.ext for name, k in kept.items()} == {
+        "alpha.png": ".png", "anim.gif": ".png", "cmyk.jpg": ".jpg", "grey.jpg": ".jpg",
+        "grey16.png": ".png", "palette.png": ".png", "photo.webp": ".webp", "rotated.jpg": ".jpg",
+    }
+    images = {name: pixels(k.data) for name, k in kept.items()}  # every one decodes as RGB
+    assert all(k.found.source == f"{tmp_path.as_posix()}/crow/{name}" for name, k in kept.items())
+
+    assert np.abs(images["cmyk.jpg"] - np.asarray(picture(1))).mean() < 6
+    assert (images["palette.png"][:, :40] == 255).all()  # transparent -> white background
+    assert (images["grey16.png"] == grey_of(3)[..., None]).all()  # 16 bits scaled to 8, not clipped to white
+    assert images["rotated.jpg"].shape == (96, 128, 3)  # turned upright
+    assert np.abs(images["rotated.jpg"] - np.asarray(picture(4, (128, 96)))).mean() < 6
+    assert kept["rotated.jpg"].width == 128 and kept["rotated.jpg"].height == 96
+    assert np.abs(images["grey.jpg"] - grey_of(5)[..., None]).mean() < 3
+    assert kept["photo.webp"].data == odd_images()["photo.webp"]  # upright RGB already: kept as it is
+    assert (images["alpha.png"][:30] == 255).all()
+    assert (images["alpha.png"][30:] == np.asarray(picture(7))[30:]).all()
+
+
+def test_every_file_is_examined_hidden_ones_skipped_and_sources_are_the_original_paths(tmp_path):
+    for slug in ("crow", "gull"):
+        (tmp_path / slug / "more").mkdir(parents=True)
+    (tmp_path / "crow" / "a.jpg").write_bytes(encode(picture(1)))
+    (tmp_path / "crow" / "more" / "b.png").write_bytes(encode(picture(2), "PNG"))
+    (tmp_path / "crow" / "notes.txt").write_text("taken at the lake")
+    (tmp_path / "crow" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "gull" / "c.jpg").write_bytes(encode(picture(3)))
+    (tmp_path / "unlisted").mkdir()
+
+    cleaned = clean(find_images(tmp_path, ["crow", "gull"]), min_side=64, near_duplicate_distance=4)
+
+    assert [(k.name, k.found.source) for k in cleaned.kept] == [
+        ("crow/crow_000.jpg", f"{tmp_path.as_posix()}/crow/a.jpg"),
+        ("crow/crow_001.png", f"{tmp_path.as_posix()}/crow/more/b.png"),
+        ("gull/gull_000.jpg", f"{tmp_path.as_posix()}/gull/c.jpg"),
+    ]
+    rejected = [(r.found.source, r.reason) for r in cleaned.rejected]
+    assert rejected == [(f"{tmp_path.as_posix()}/crow/notes.txt", "not_an_image")]
+    assert all(k.found.time.endswith("+00:00") for k in cleaned.kept)
+
+
+def test_a_missing_class_folder_is_named_with_what_is_there(tmp_path):
+    (tmp_path / "crow").mkdir()
+    (tmp_path / "Gull").mkdir()
+    with pytest.raises(CrawlError, match="has no folder for class gull; it has: Gull, crow"):
+        list(find_images(tmp_path, ["crow", "gull"]))
+
+
+def test_a_path_that_is_not_a_folder_names_the_param(tmp_path):
+    with pytest.raises(CrawlError, match=r"crawl.folder.path: .*nowhere is not a folder"):
+        list(find_images(tmp_path / "nowhere", ["crow"]))
