@@ -16,40 +16,66 @@ Protocol:
   across formats, so a burst of load from other processes falls on every format alike;
 - figures: median and p90 latency of all timed runs; img/s = 1 / median latency; the ratio of
   each format's img/s to PyTorch eager's;
-- roofline: the fp32 GEMM peak (GFLOP/s of a 2048 x 2048 matrix product, best of --runs/10
-  runs: load can only slow a run down) divided by the model's FLOPs per image at the crop size
-  (counted by torch's FlopCounterMode) is the most img/s any fp32 implementation could reach
-  here. int8 arithmetic is not bound by it and can exceed 100%.
+- roofline: the fp32 GEMM peak (GFLOP/s of 2048 x 2048 matrix products in torch and in ONNX
+  Runtime, the faster; each the fastest of --runs/10 runs, as load can only slow a run down)
+  divided by the model's FLOPs per image at the crop size (counted by torch's FlopCounterMode)
+  is the most img/s any fp32 implementation could reach here. int8 arithmetic is not bound by
+  it (int8 exceeds 100%): its own roofline comes from ONNX Runtime's uint8 x int8 GEMM peak.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
+from onnx import helper, numpy_helper
 from torch.utils.flop_counter import FlopCounterMode
 
 from stages.evaluate import timed_runs
 from stages.export import export_onnx, metadata, quantize_int8
 from stages.formats import MODEL_FILES, load_classifier, model_dir, model_path
 from stages.model import build_model, save_checkpoint
+from stages.onnx_model import session_options
 from stages.params import Params, load_params
 from stages.preprocess import preprocess_batch
 from stages.synthetic import synthesize
 
-GEMM_SIZE = 2048  # large enough for the BLAS kernel to run at full speed, ~20 GFLOP a product
+GEMM_SIZE = 2048  # large enough for every library's kernel to run at full speed
 
 
-def gemm_peak_gflops(threads: int, runs: int) -> float:
-    """fp32 matrix-product GFLOP/s with `threads` threads: the best of `runs` products."""
+def ort_gemm(op: str, a: np.ndarray, b: np.ndarray, out: np.dtype, threads: int):
+    """A call computing `op` (MatMul, MatMulInteger) of `a` by the constant `b` in ONNX Runtime."""
+    graph = helper.make_graph(
+        [helper.make_node(op, ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info("a", helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)],
+        [helper.make_tensor_value_info("c", helper.np_dtype_to_tensor_dtype(out), a.shape[:1] + b.shape[1:])],
+        [numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    session = ort.InferenceSession(model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"a": a})
+
+
+def gemm_peaks(threads: int, runs: int) -> dict[str, float]:
+    """G(FL)OP/s of square matrix products with `threads` threads, each the fastest of `runs`
+    (load from elsewhere can only slow a run down). fp32 through both libraries, as each is
+    fastest on some CPUs; int8 (uint8 x int8 -> int32, the kernel of QLinearConv) through ORT."""
+    n, rng = GEMM_SIZE, np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a8, b8 = rng.integers(0, 256, (n, n), dtype=np.uint8), rng.integers(-128, 128, (n, n), dtype=np.int8)
     torch.set_num_threads(threads)
-    a, b = torch.randn(GEMM_SIZE, GEMM_SIZE), torch.randn(GEMM_SIZE, GEMM_SIZE)
-    seconds = timed_runs(lambda: torch.mm(a, b), warmup=2, runs=runs)
-    return 2 * GEMM_SIZE**3 / seconds.min() / 1e9
+    probes = {
+        "fp32 torch.mm": lambda: torch.mm(torch.from_numpy(a), torch.from_numpy(b)),
+        "fp32 ONNX Runtime MatMul": ort_gemm("MatMul", a, b, np.dtype(np.float32), threads),
+        "int8 ONNX Runtime MatMulInteger": ort_gemm("MatMulInteger", a8, b8, np.dtype(np.int32), threads),
+    }
+    return {name: 2 * n**3 / timed_runs(run, warmup=2, runs=runs).min() / 1e9 for name, run in probes.items()}
 
 
 def flops_per_image(model: torch.nn.Module, crop: int) -> float:
@@ -101,7 +127,7 @@ def time_formats(classifiers: dict, images: np.ndarray, warmup: int, runs: int, 
     return {fmt: np.concatenate(s) for fmt, s in seconds.items()}
 
 
-def table(seconds: dict[str, np.ndarray], roofline_img_per_s: float) -> str:
+def table(seconds: dict[str, np.ndarray], fp32_roofline: float) -> str:
     base = 1 / np.median(seconds["pth"])
     lines = [
         "| format | median ms | p90 ms | img/s | vs pth | of fp32 roofline |",
@@ -111,7 +137,7 @@ def table(seconds: dict[str, np.ndarray], roofline_img_per_s: float) -> str:
         img_per_s = 1 / np.median(s)
         lines.append(
             f"| {fmt} | {1000 * np.median(s):.1f} | {1000 * np.percentile(s, 90):.1f} | {img_per_s:.1f} "
-            f"| {img_per_s / base:.2f}x | {img_per_s / roofline_img_per_s:.0%} |"
+            f"| {img_per_s / base:.2f}x | {img_per_s / fp32_roofline:.0%} |"
         )
     return "\n".join(lines)
 
@@ -139,18 +165,29 @@ def main() -> None:
         crop = classifiers["pth"].spec.crop
         images = preprocess_batch(paths, classifiers["pth"].spec)
         flops = flops_per_image(classifiers["pth"].model, crop)
-        peak = gemm_peak_gflops(args.threads, max(3, args.runs // 10))
+        load_before = os.getloadavg()[0]
+        peaks = gemm_peaks(args.threads, max(3, args.runs // 10))
         seconds = time_formats(classifiers, images, args.warmup, args.runs, args.rounds)
+        load_after = os.getloadavg()[0]
 
-    roofline = peak * 1e9 / flops
+    fp32_peak = max(v for k, v in peaks.items() if k.startswith("fp32"))
+    int8_peak = peaks["int8 ONNX Runtime MatMulInteger"]
+    fp32_roofline, int8_roofline = fp32_peak * 1e9 / flops, int8_peak * 1e9 / flops
     print(f"models: {source}")
-    print(f"threads: {args.threads} for every format and for the GEMM probe")
+    print(f"threads: {args.threads} for every format and every GEMM probe; {os.cpu_count()} CPUs, load average "
+          f"{load_before:.1f} before and {load_after:.1f} after the timing")
+    if max(load_before, load_after) > os.cpu_count():
+        print("warning: other processes were using the CPU; PyTorch's threads suffer most: rerun when it is idle")
     print(f"protocol: batch 1, {args.warmup} warm-up runs then {-(-args.runs // args.rounds)} timed runs per format "
           f"in each of {args.rounds} interleaved rounds; median and p90 of all timed runs")
-    print(f"fp32 roofline: GEMM peak {peak:.0f} GFLOP/s / {flops / 1e9:.2f} GFLOP per {crop}x{crop} image "
-          f"= {roofline:.1f} img/s")
+    print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {max(3, args.runs // 10)} runs): "
+          + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " G(FL)OP/s")
+    print(f"ResNet50 at {crop}x{crop}: {flops / 1e9:.2f} GFLOP per image, so the fp32 roofline is "
+          f"{fp32_peak:.0f} / {flops / 1e9:.2f} = {fp32_roofline:.1f} img/s (int8: {int8_roofline:.0f} img/s)")
     print()
-    print(table(seconds, roofline))
+    print(table(seconds, fp32_roofline))
+    print()
+    print(f"onnx-int8 reaches {1 / np.median(seconds['onnx-int8']) / int8_roofline:.0%} of the int8 roofline.")
 
 
 if __name__ == "__main__":

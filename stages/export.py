@@ -79,10 +79,11 @@ def set_metadata(proto: onnx.ModelProto, entries: dict[str, str]) -> None:
 
 
 class Calibration(CalibrationDataReader):
-    """Feeds preprocessed images to onnxruntime's calibrator, a few at a time."""
+    """Feeds preprocessed images to onnxruntime's calibrator one at a time (its histogram
+    methods stack the outputs of all runs, so every run must have the same shape)."""
 
-    def __init__(self, images: np.ndarray, input_name: str = "image", batch_size: int = 8):
-        self.batches = iter([{input_name: images[i : i + batch_size]} for i in range(0, len(images), batch_size)])
+    def __init__(self, images: np.ndarray, input_name: str = "image"):
+        self.batches = iter([{input_name: image[None]} for image in images])
 
     def get_next(self) -> dict | None:
         return next(self.batches, None)

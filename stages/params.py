@@ -92,7 +92,7 @@ class Train:
 
 @dataclass(frozen=True)
 class Int8:
-    calibration_images: int = 64  # training-split images that set the activation ranges
+    calibration_images: int = 145  # training-split images that set the activation ranges
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import TINY_CLASSES, photo
-from stages.export import calibration_examples, parity
+from stages.export import calibration_examples, metadata, parity, quantize_int8
 from stages.formats import TorchClassifier
 from stages.manifest import Example
 from stages.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint
@@ -144,3 +144,11 @@ def test_calibration_images_come_from_every_class():
     assert len(set(picked)) == 6
     assert sorted(e.label for e in picked) == ["crow", "crow", "gull", "gull", "myna", "myna"]
     assert calibration_examples(train, 15) == train
+
+
+def test_histogram_calibration_takes_any_number_of_images(tmp_path, tiny_models):
+    """entropy and percentile stack every run's activations: 9 images must work as well as 8."""
+    images = preprocess_batch([photo(tmp_path / f"{i}.jpg", (80, 70 + 5 * i), seed=i) for i in range(9)], SPEC)
+    dest = tmp_path / "model.int8.onnx"
+    quantize_int8(tiny_models["onnx"], images, "percentile", metadata(CLASSES, SPEC), dest)
+    assert OnnxClassifier(dest).classes == CLASSES

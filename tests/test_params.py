@@ -60,7 +60,7 @@ def set_key(key, value):
         ("evaluate.formats", ["pth", "onnx-int8", "onnx-int8"], "evaluate.formats has a repeated value"),
         ("export.int8.method", "kl", "export.int8.method must be one of minmax, entropy, percentile"),
         ("export.int8.calibration_images", 0, "export.int8.calibration_images must be positive"),
-        ("export.int8.calibration_images", 146, "export.int8.calibration_images (146) must be <= split.train (145)"),
+        ("split.train", 100, "export.int8.calibration_images (145) must be <= split.train (100)"),
         ("classes.1.slug", "myna", "slug 'myna' appears twice"),
         ("classes.2.slug", "sun bird", "classes[2].slug must be ASCII"),
     ],
