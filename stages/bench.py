@@ -9,15 +9,15 @@ exported and int8-quantised here, so the benchmark also runs in a fresh clone. S
 depend on what the weights learned; the output says which models were used.
 
 Protocol:
-- one process; PyTorch, ONNX Runtime and the GEMM probe all get the same thread count
+- one process; PyTorch, ONNX Runtime and the GEMM probes all get the same thread count
   (evaluate.threads unless --threads);
 - inputs: synthetic bird pictures through stages.preprocess, batch 1, a different image each run;
 - per format: --warmup untimed runs, then --runs timed runs, in --rounds rounds that take turns
-  across formats, so a burst of load from other processes falls on every format alike;
+  across formats and GEMM probes, so a burst of load from other processes falls on all alike;
 - figures: median and p90 latency of all timed runs; img/s = 1 / median latency; the ratio of
   each format's img/s to PyTorch eager's;
 - roofline: the fp32 GEMM peak (GFLOP/s of 2048 x 2048 matrix products in torch and in ONNX
-  Runtime, the faster; each the fastest of --runs/10 runs, as load can only slow a run down)
+  Runtime, the faster; each the fastest of 2 runs per round, as load can only slow a run down)
   divided by the model's FLOPs per image at the crop size (counted by torch's FlopCounterMode)
   is the most img/s any fp32 implementation could reach here. int8 arithmetic is not bound by
   it (int8 exceeds 100%): its own roofline comes from ONNX Runtime's uint8 x int8 GEMM peak.
@@ -29,6 +29,7 @@ import argparse
 import itertools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ from stages.preprocess import preprocess_batch
 from stages.synthetic import synthesize
 
 GEMM_SIZE = 2048  # large enough for every library's kernel to run at full speed
+GEMM_RUNS_PER_ROUND = 2
 
 
 def ort_gemm(op: str, a: np.ndarray, b: np.ndarray, out: np.dtype, threads: int):
@@ -62,20 +64,18 @@ def ort_gemm(op: str, a: np.ndarray, b: np.ndarray, out: np.dtype, threads: int)
     return lambda: session.run(None, {"a": a})
 
 
-def gemm_peaks(threads: int, runs: int) -> dict[str, float]:
-    """G(FL)OP/s of square matrix products with `threads` threads, each the fastest of `runs`
-    (load from elsewhere can only slow a run down). fp32 through both libraries, as each is
+def gemm_probes(threads: int) -> dict[str, Callable]:
+    """Square matrix products with `threads` threads: fp32 through both libraries, as each is
     fastest on some CPUs; int8 (uint8 x int8 -> int32, the kernel of QLinearConv) through ORT."""
     n, rng = GEMM_SIZE, np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     a8, b8 = rng.integers(0, 256, (n, n), dtype=np.uint8), rng.integers(-128, 128, (n, n), dtype=np.int8)
     torch.set_num_threads(threads)
-    probes = {
+    return {
         "fp32 torch.mm": lambda: torch.mm(torch.from_numpy(a), torch.from_numpy(b)),
         "fp32 ONNX Runtime MatMul": ort_gemm("MatMul", a, b, np.dtype(np.float32), threads),
         "int8 ONNX Runtime MatMulInteger": ort_gemm("MatMulInteger", a8, b8, np.dtype(np.int32), threads),
     }
-    return {name: 2 * n**3 / timed_runs(run, warmup=2, runs=runs).min() / 1e9 for name, run in probes.items()}
 
 
 def flops_per_image(model: torch.nn.Module, crop: int) -> float:
@@ -116,15 +116,20 @@ def fresh_models(params: Params, images: np.ndarray, folder: Path) -> Path:
     return folder
 
 
-def time_formats(classifiers: dict, images: np.ndarray, warmup: int, runs: int, rounds: int) -> dict[str, np.ndarray]:
-    """Seconds per batch-1 call of every classifier, the formats taking turns round by round."""
-    seconds = {fmt: [] for fmt in classifiers}
-    per_round = -(-runs // rounds)
+def batch_of_one(classifier, images: np.ndarray) -> Callable:
+    """A call classifying one image, a different one each time."""
+    batches = itertools.cycle(images[:, None])
+    return lambda: classifier(next(batches))
+
+
+def take_turns(calls: dict[str, tuple[Callable, int, int]], rounds: int) -> dict[str, np.ndarray]:
+    """Seconds per timed call of each (call, warm-up runs, timed runs per round), the calls
+    taking turns round after round, so that load from other processes falls on all alike."""
+    seconds = {name: [] for name in calls}
     for _ in range(rounds):
-        for fmt, classifier in classifiers.items():
-            batches = itertools.cycle(images[:, None])
-            seconds[fmt].append(timed_runs(lambda: classifier(next(batches)), warmup, per_round))
-    return {fmt: np.concatenate(s) for fmt, s in seconds.items()}
+        for name, (call, warmup, runs) in calls.items():
+            seconds[name].append(timed_runs(call, warmup, runs))
+    return {name: np.concatenate(s) for name, s in seconds.items()}
 
 
 def table(seconds: dict[str, np.ndarray], fp32_roofline: float) -> str:
@@ -144,13 +149,17 @@ def table(seconds: dict[str, np.ndarray], fp32_roofline: float) -> str:
 
 def main() -> None:
     params = load_params()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, help="time models/eN (default: the last setting that is built)")
     parser.add_argument("--threads", type=int, default=params.evaluate.threads)
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per format and round")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per format")
     parser.add_argument("--rounds", type=int, default=5, help="turns the formats take")
     args = parser.parse_args()
+    if min(args.threads, args.runs, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--threads, --runs and --rounds must be at least 1, --warmup at least 0")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -165,12 +174,18 @@ def main() -> None:
         crop = classifiers["pth"].spec.crop
         images = preprocess_batch(paths, classifiers["pth"].spec)
         flops = flops_per_image(classifiers["pth"].model, crop)
+        per_round = -(-args.runs // args.rounds)
+        calls = {fmt: (batch_of_one(c, images), args.warmup, per_round) for fmt, c in classifiers.items()}
+        probes = gemm_probes(args.threads)
+        calls |= {name: (probe, 1, GEMM_RUNS_PER_ROUND) for name, probe in probes.items()}
         load_before = os.getloadavg()[0]
-        peaks = gemm_peaks(args.threads, max(3, args.runs // 10))
-        seconds = time_formats(classifiers, images, args.warmup, args.runs, args.rounds)
+        seconds = take_turns(calls, args.rounds)
         load_after = os.getloadavg()[0]
 
-    fp32_peak = max(v for k, v in peaks.items() if k.startswith("fp32"))
+    # the fastest product is the peak: load from elsewhere can only slow a run down
+    peaks = {name: 2 * GEMM_SIZE**3 / seconds.pop(name).min() / 1e9 for name in probes}
+
+    fp32_peak = max(rate for name, rate in peaks.items() if name.startswith("fp32"))
     int8_peak = peaks["int8 ONNX Runtime MatMulInteger"]
     fp32_roofline, int8_roofline = fp32_peak * 1e9 / flops, int8_peak * 1e9 / flops
     print(f"models: {source}")
@@ -178,9 +193,9 @@ def main() -> None:
           f"{load_before:.1f} before and {load_after:.1f} after the timing")
     if max(load_before, load_after) > os.cpu_count():
         print("warning: other processes were using the CPU; PyTorch's threads suffer most: rerun when it is idle")
-    print(f"protocol: batch 1, {args.warmup} warm-up runs then {-(-args.runs // args.rounds)} timed runs per format "
+    print(f"protocol: batch 1, {args.warmup} warm-up runs then {per_round} timed runs per format "
           f"in each of {args.rounds} interleaved rounds; median and p90 of all timed runs")
-    print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {max(3, args.runs // 10)} runs): "
+    print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {GEMM_RUNS_PER_ROUND * args.rounds} runs over the rounds): "
           + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " G(FL)OP/s")
     print(f"ResNet50 at {crop}x{crop}: {flops / 1e9:.2f} GFLOP per image, so the fp32 roofline is "
           f"{fp32_peak:.0f} / {flops / 1e9:.2f} = {fp32_roofline:.1f} img/s (int8: {int8_roofline:.0f} img/s)")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import make_project, run, tiny_params
-from stages.bench import flops_per_image, pipeline_models, time_formats
+from stages.bench import batch_of_one, flops_per_image, pipeline_models, take_turns
 from stages.model import build_model
 from stages.params import load_params
 
@@ -22,17 +22,22 @@ def test_resnet50_flops_match_the_published_count():
     assert 0.25 < flops_per_image(model, 112) / at_224 < 0.28
 
 
-def test_formats_take_turns_round_by_round():
+def test_calls_take_turns_round_by_round():
     calls = []
+    seconds = take_turns(
+        {"a": (lambda: calls.append("a"), 1, 2), "b": (lambda: calls.append("b"), 0, 1)}, rounds=2
+    )
+    assert calls == ["a", "a", "a", "b", "a", "a", "a", "b"]  # warm-up runs are not timed
+    assert {name: len(s) for name, s in seconds.items()} == {"a": 4, "b": 2}
 
-    def classifier(name):
-        return lambda batch: calls.append((name, batch.shape))
 
-    images = np.zeros((3, 3, 4, 4), np.float32)
-    seconds = time_formats({"a": classifier("a"), "b": classifier("b")}, images, warmup=1, runs=4, rounds=2)
-    assert [name for name, _ in calls] == ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3
-    assert {shape for _, shape in calls} == {(1, 3, 4, 4)}  # batch 1
-    assert {fmt: len(s) for fmt, s in seconds.items()} == {"a": 4, "b": 4}
+def test_each_call_classifies_the_next_image_alone():
+    seen = []
+    call = batch_of_one(lambda batch: seen.append(batch.copy()), np.arange(3, dtype=np.float32).reshape(3, 1, 1, 1))
+    for _ in range(4):
+        call()
+    assert [b.shape for b in seen] == [(1, 1, 1, 1)] * 4
+    assert [float(b.item()) for b in seen] == [0, 1, 2, 0]
 
 
 def test_pipeline_models_are_used_when_built(tmp_path, tiny_models, monkeypatch):
