@@ -85,8 +85,9 @@ def main() -> None:
     paths = [e.path for e in test]
     out = metrics_dir(args.epochs)
 
-    accuracy, speed, reference = {}, {"threads": cfg.threads, "required_img_per_s": cfg.required_img_per_s}, None
-    for fmt in cfg.formats:  # pth first: the others are compared with it
+    accuracy, reference = {}, None
+    speed = {"threads": cfg.threads, "batch_size": cfg.batch_size, "required_img_per_s": cfg.required_img_per_s}
+    for fmt in sorted(cfg.formats, key=lambda f: f != "pth"):  # pth first: the others are compared with it
         path = model_path(args.epochs, fmt)
         classifier = load_classifier(fmt, path, cfg.threads)
         actual = np.array([classifier.classes.index(e.label) for e in test])

@@ -1,6 +1,14 @@
-"""export stage: the trained .pth -> one self-contained .onnx, checked against PyTorch.
+"""export stage: the trained .pth -> a self-contained fp32 .onnx and its int8 twin, both checked
+against PyTorch.
 
-    python -m stages.export --epochs 20  ->  models/e20/model.onnx, metrics/e20/export.json
+    python -m stages.export --epochs 20
+        -> models/e20/model.onnx        fp32, dynamic batch, class names + preprocessing in metadata
+        -> models/e20/model.int8.onnx   static QDQ int8 (per-channel weights), same metadata
+        -> metrics/e20/export.json      logit distance and top-1 agreement of each vs PyTorch
+
+The int8 model is always built, whatever evaluate.formats lists: it is a deployable product of
+this stage (the file a user copies to a Raspberry Pi), DVC needs a fixed list of outputs, and
+choosing what to compare must not rebuild what was exported.
 """
 
 from __future__ import annotations
@@ -13,13 +21,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from stages.atomic import atomic_path, write_json
 from stages.formats import TorchClassifier, metrics_dir, model_path
-from stages.manifest import read_split
+from stages.manifest import Example, read_split
 from stages.onnx_model import META_CLASSES, META_PREPROCESS, OnnxClassifier
 from stages.params import load_params
 from stages.preprocess import PreprocessSpec, preprocess_batch
+
+CALIBRATION_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
 
 
 def export_onnx(model: torch.nn.Module, classes: list[str], spec: PreprocessSpec, opset: int, dest: Path) -> None:
@@ -40,7 +56,15 @@ def export_onnx(model: torch.nn.Module, classes: list[str], spec: PreprocessSpec
             output_names=["logits"],
         )
         proto = onnx.load(str(raw))
-    set_metadata(proto, {META_CLASSES: json.dumps(classes), META_PREPROCESS: json.dumps(spec.to_dict())})
+    save_checked(proto, metadata(classes, spec), dest)
+
+
+def metadata(classes: list[str], spec: PreprocessSpec) -> dict[str, str]:
+    return {META_CLASSES: json.dumps(classes), META_PREPROCESS: json.dumps(spec.to_dict())}
+
+
+def save_checked(proto: onnx.ModelProto, entries: dict[str, str], dest: Path) -> None:
+    set_metadata(proto, entries)
     onnx.checker.check_model(proto, full_check=True)
     with atomic_path(dest) as tmp_dest:
         onnx.save(proto, str(tmp_dest))
@@ -52,6 +76,43 @@ def set_metadata(proto: onnx.ModelProto, entries: dict[str, str]) -> None:
     proto.metadata_props.extend(kept)
     for key, value in entries.items():
         proto.metadata_props.add(key=key, value=value)
+
+
+class Calibration(CalibrationDataReader):
+    """Feeds preprocessed images to onnxruntime's calibrator one at a time (its histogram
+    methods stack the outputs of all runs, so every run must have the same shape)."""
+
+    def __init__(self, images: np.ndarray, input_name: str = "image"):
+        self.batches = iter([{input_name: image[None]} for image in images])
+
+    def get_next(self) -> dict | None:
+        return next(self.batches, None)
+
+
+def calibration_examples(train: list[Example], count: int) -> list[Example]:
+    """`count` training examples evenly spread over the split, so every class gets its share."""
+    return [train[i] for i in np.linspace(0, len(train) - 1, count).round().astype(int)]
+
+
+def quantize_int8(fp32_path: Path, calibration: np.ndarray, method: str, entries: dict[str, str], dest: Path) -> None:
+    """Static int8 quantisation in QDQ form: weights int8 per output channel, activations uint8
+    with ranges measured on `calibration` images (u8 activations x s8 weights is the fast integer
+    GEMM on x86). `quant_pre_process` first infers shapes and fuses, as onnxruntime advises."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(fp32_path), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            Calibration(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CALIBRATION_METHODS[method],
+        )
+        proto = onnx.load(str(quantized))
+    save_checked(proto, entries, dest)  # the quantiser does not carry metadata over
 
 
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict:
@@ -67,15 +128,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
-    torch_model = TorchClassifier(model_path(args.epochs, "pth"), params.evaluate.threads)
+    threads, int8 = params.evaluate.threads, params.export.int8
+    torch_model = TorchClassifier(model_path(args.epochs, "pth"), threads)
+    classes, spec = torch_model.classes, torch_model.spec
     onnx_path = model_path(args.epochs, "onnx")
-    export_onnx(torch_model.model, torch_model.classes, torch_model.spec, params.export.opset, onnx_path)
+    export_onnx(torch_model.model, classes, spec, params.export.opset, onnx_path)
+    calibration = preprocess_batch([e.path for e in calibration_examples(read_split("train"), int8.calibration_images)], spec)
+    quantize_int8(onnx_path, calibration, int8.method, metadata(classes, spec), model_path(args.epochs, "onnx-int8"))
 
-    test_batch = preprocess_batch([e.path for e in read_split("test")], torch_model.spec)
+    test_batch = preprocess_batch([e.path for e in read_split("test")], spec)
     reference = torch_model(test_batch)
-    report = {"onnx": parity(reference, OnnxClassifier(onnx_path, params.evaluate.threads)(test_batch))}
+    report = {}
+    for fmt in ("onnx", "onnx-int8"):
+        path = model_path(args.epochs, fmt)
+        report[fmt] = parity(reference, OnnxClassifier(path, threads)(test_batch))
+        print(f"export: {path} ({path.stat().st_size / 1e6:.1f} MB), vs pth: {report[fmt]}")
     write_json(metrics_dir(args.epochs) / "export.json", report)
-    print(f"export: {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB), parity {report}")
 
 
 if __name__ == "__main__":

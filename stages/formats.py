@@ -10,7 +10,9 @@ import torch
 from stages.model import load_checkpoint
 from stages.onnx_model import OnnxClassifier
 
-MODEL_FILES = {"pth": "model.pth", "onnx": "model.onnx"}
+# pth: PyTorch eager fp32; onnx: the same network in ONNX Runtime, fp32; onnx-int8: ONNX Runtime
+# with int8 weights and activations (static QDQ quantisation, calibrated on training images).
+MODEL_FILES = {"pth": "model.pth", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
 def model_dir(epochs: int) -> Path:

@@ -93,13 +93,20 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Int8:
+    calibration_images: int = 145  # training-split images that set the activation ranges
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+
+@dataclass(frozen=True)
 class Export:
     opset: int = 18
+    int8: Int8 = field(default_factory=Int8)
 
 
 @dataclass(frozen=True)
 class Evaluate:
-    formats: tuple[Literal["pth", "onnx"], ...] = ("pth", "onnx")
+    formats: tuple[Literal["pth", "onnx", "onnx-int8"], ...] = ("pth", "onnx", "onnx-int8")
     threads: int = 2
     passes: int = 3  # the article's figure is the mean of 3 passes over the test set
     warmup: int = 5
@@ -200,6 +207,7 @@ def _check_ranges(p: Params) -> None:
         "train.min_crop_scale": p.train.min_crop_scale,
         "train.threads": p.train.threads,
         "export.opset": p.export.opset,
+        "export.int8.calibration_images": p.export.int8.calibration_images,
         "evaluate.threads": p.evaluate.threads,
         "evaluate.passes": p.evaluate.passes,
         "evaluate.timed_runs": p.evaluate.timed_runs,
@@ -223,6 +231,13 @@ def _check_ranges(p: Params) -> None:
         raise ParamError(f"train.batch_size ({p.train.batch_size}) must be <= split.train ({p.split.train})")
     if len(set(p.train.epochs)) != len(p.train.epochs):
         raise ParamError(f"train.epochs has a repeated value: {list(p.train.epochs)}")
+    if p.export.int8.calibration_images > p.split.train:
+        raise ParamError(
+            f"export.int8.calibration_images ({p.export.int8.calibration_images}) must be <= split.train ({p.split.train}): "
+            "calibration uses training images only"
+        )
+    if len(set(p.evaluate.formats)) != len(p.evaluate.formats):
+        raise ParamError(f"evaluate.formats has a repeated value: {list(p.evaluate.formats)}")
     if "pth" not in p.evaluate.formats:
         raise ParamError("evaluate.formats must include pth: every format is compared with it")
 

@@ -33,41 +33,66 @@ class PreprocessSpec:
         return cls(int(d["resize"]), int(d["crop"]), tuple(d["mean"]), tuple(d["std"]))
 
 
-def load_rgb(path: Path | str, shorter_side: int) -> Image.Image:
-    """Decode `path` as upright RGB with its shorter side resized to `shorter_side`.
+def open_rgb(path: Path | str, shorter_side: int) -> Image.Image:
+    """Decode `path` as upright RGB, at least `shorter_side` pixels on its shorter side.
 
     JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the image is much larger
-    than needed, and `reducing_gap` shrinks by whole factors before the bilinear pass: both
-    keep decoding cheap beside the model, and both are part of this one shared definition.
+    than needed: a large photo costs little more than a small one. Rotation and conversion are
+    done in place or skipped when there is nothing to do, not copied.
     """
     try:
         with Image.open(path) as img:
             img.draft("RGB", (shorter_side, shorter_side))
-            img = ImageOps.exif_transpose(img).convert("RGB")
+            ImageOps.exif_transpose(img, in_place=True)  # loads the pixels, rotates if EXIF says so
+            return img if img.mode == "RGB" else img.convert("RGB")
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such image file") from None
     except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: not a readable image ({e})") from None
-    w, h = img.size
+
+
+def resized_size(size: tuple[int, int], shorter_side: int) -> tuple[int, int]:
+    w, h = size
     scale = shorter_side / min(w, h)
-    size = (max(shorter_side, round(w * scale)), max(shorter_side, round(h * scale)))
-    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return max(shorter_side, round(w * scale)), max(shorter_side, round(h * scale))
 
 
-def center_crop(img: Image.Image, size: int) -> Image.Image:
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
+def load_rgb(path: Path | str, shorter_side: int) -> Image.Image:
+    """Decode `path` as upright RGB with its shorter side resized to `shorter_side` (training
+    crops at random from the whole picture). `reducing_gap` shrinks by whole factors before the
+    bilinear pass when the picture is still much larger than needed."""
+    img = open_rgb(path, shorter_side)
+    return img.resize(resized_size(img.size, shorter_side), Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
+def resize_center_crop(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    """The centred `spec.crop` square of `img` resized to `spec.resize` on its shorter side.
+
+    One resampling pass over only the part that survives the crop: the same pixels as resizing
+    the whole picture and then cropping (up to rounding), without resizing what is thrown away.
+    """
+    (w, h), (rw, rh) = img.size, resized_size(img.size, spec.resize)
+    left, top = (rw - spec.crop) // 2, (rh - spec.crop) // 2
+    box = (left * w / rw, top * h / rh, (left + spec.crop) * w / rw, (top + spec.crop) * h / rh)
+    return img.resize((spec.crop, spec.crop), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
 
 
 def normalize(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """RGB picture -> float32 CHW array scaled to [0, 1] and standardised per channel."""
-    x = np.asarray(img, dtype=np.float32) * (1.0 / 255.0)
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    """RGB picture -> float32 CHW array scaled to [0, 1] and standardised per channel.
+
+    (x / 255 - mean) / std is folded into one multiply and one add, done in place on the
+    channel-first copy: the only full-size float arrays made are the one returned."""
+    scale = (1.0 / (255.0 * np.asarray(spec.std, np.float32)))[:, None, None]
+    offset = (-np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32))[:, None, None]
+    x = np.asarray(img).transpose(2, 0, 1).astype(np.float32, order="C")
+    x *= scale
+    x += offset
+    return x
 
 
 def preprocess(path: Path | str, spec: PreprocessSpec) -> np.ndarray:
     """The evaluation transform: resize the shorter side, centre-crop, normalise. CHW float32."""
-    return normalize(center_crop(load_rgb(path, spec.resize), spec.crop), spec)
+    return normalize(resize_center_crop(open_rgb(path, spec.resize), spec), spec)
 
 
 def preprocess_batch(paths: list, spec: PreprocessSpec) -> np.ndarray:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from fake_bing import FakeBing
 
@@ -25,6 +27,7 @@ def tiny_params() -> dict:
     raw["split"] = {"train": 15, "test": 6}
     raw["preprocess"].update(resize=72, crop=64)
     raw["train"].update(epochs=[1, 2], batch_size=4, compile=False)  # compiling takes a minute
+    raw["export"]["int8"].update(calibration_images=6)
     raw["evaluate"].update(passes=1, warmup=1, timed_runs=3, batch_size=2)
     return raw
 
@@ -67,3 +70,38 @@ def fake_bing():
     server = FakeBing()
     yield server
     server.close()
+
+
+# A small model shared by the model, export, predictor and benchmark tests: exporting and
+# quantising ResNet50 takes seconds, so it is done once per session.
+TINY_CLASSES = ["myna", "crow", "gull"]
+
+
+def photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
+    """A JPEG with detail everywhere (gradients and noise), so that resampling differences show."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    pixels = np.linspace(0, 200, w)[None, :, None] + np.linspace(0, 50, h)[:, None, None] + rng.integers(0, 6, (h, w, 3))
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path, quality=95)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """An untrained 3-class ResNet50 at 64 px as model.pth, model.onnx and model.int8.onnx."""
+    import torch
+
+    from stages.export import export_onnx, metadata, quantize_int8
+    from stages.model import build_model, save_checkpoint
+    from stages.preprocess import PreprocessSpec, preprocess_batch
+
+    folder = tmp_path_factory.mktemp("models")
+    spec = PreprocessSpec(resize=72, crop=64)
+    torch.manual_seed(0)
+    model = build_model(len(TINY_CLASSES)).eval()
+    paths = {"pth": folder / "model.pth", "onnx": folder / "model.onnx", "onnx-int8": folder / "model.int8.onnx"}
+    save_checkpoint(paths["pth"], model, TINY_CLASSES, spec, epochs=1)
+    export_onnx(model, TINY_CLASSES, spec, opset=18, dest=paths["onnx"])
+    calibration = [photo(folder / f"calibration_{i}.jpg", (80 + 10 * i, 90), seed=i) for i in range(4)]
+    quantize_int8(paths["onnx"], preprocess_batch(calibration, spec), "minmax", metadata(TINY_CLASSES, spec), paths["onnx-int8"])
+    return paths

@@ -5,30 +5,26 @@ import onnx
 import pytest
 import torch
 
-from stages.export import export_onnx, parity
+from conftest import TINY_CLASSES, photo
+from stages.export import calibration_examples, metadata, parity, quantize_int8
 from stages.formats import TorchClassifier
-from stages.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint, save_checkpoint
+from stages.manifest import Example
+from stages.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint
 from stages.onnx_model import META_CLASSES, ModelError, OnnxClassifier
-from stages.preprocess import PreprocessSpec
+from stages.preprocess import PreprocessSpec, preprocess_batch
 
-CLASSES = ["myna", "crow", "gull"]
+CLASSES = TINY_CLASSES
 SPEC = PreprocessSpec(resize=72, crop=64)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pth"
-    save_checkpoint(path, build_model(len(CLASSES)), CLASSES, SPEC, epochs=1)
-    return path
+@pytest.fixture
+def checkpoint(tiny_models):
+    return tiny_models["pth"]
 
 
-@pytest.fixture(scope="module")
-def onnx_path(checkpoint):
-    model, classes, spec = load_checkpoint(checkpoint)
-    path = checkpoint.with_suffix(".onnx")
-    export_onnx(model, classes, spec, opset=18, dest=path)
-    return path
+@pytest.fixture
+def onnx_path(tiny_models):
+    return tiny_models["onnx"]
 
 
 def test_checkpoint_round_trip_with_weights_only(checkpoint):
@@ -110,3 +106,49 @@ def test_broken_onnx_is_a_clear_error(tmp_path):
         OnnxClassifier(bad)
     with pytest.raises(ModelError, match="no such model file"):
         OnnxClassifier(tmp_path / "none.onnx")
+
+
+def test_int8_model_is_static_qdq_with_per_channel_weights(tiny_models):
+    proto = onnx.load(str(tiny_models["onnx-int8"]))
+    onnx.checker.check_model(proto, full_check=True)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    assert not ops & {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"}  # static, not dynamic
+    initializers = {i.name: i for i in proto.graph.initializer}
+    producers = {out: n for n in proto.graph.node for out in n.output}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        weight = producers[conv.input[1]]  # Conv(x, DequantizeLinear(int8 weight, scale per channel))
+        assert weight.op_type == "DequantizeLinear"
+        assert initializers[weight.input[0]].data_type == onnx.TensorProto.INT8
+        out_channels = initializers[weight.input[0]].dims[0]
+        assert list(initializers[weight.input[1]].dims) == [out_channels]
+        activation = producers[conv.input[0]]
+        assert activation.op_type == "DequantizeLinear"
+        assert initializers[activation.input[2]].data_type == onnx.TensorProto.UINT8
+    assert tiny_models["onnx-int8"].stat().st_size < 0.3 * tiny_models["onnx"].stat().st_size
+
+
+def test_int8_model_keeps_metadata_and_follows_pytorch(tmp_path, tiny_models):
+    int8 = OnnxClassifier(tiny_models["onnx-int8"])
+    assert int8.classes == CLASSES and int8.spec == SPEC
+    images = preprocess_batch([photo(tmp_path / f"{i}.jpg", (70 + 7 * i, 100), seed=10 + i) for i in range(6)], SPEC)
+    reference = TorchClassifier(tiny_models["pth"])(images)
+    # int8 rounds every activation to one of 256 levels: close to the fp32 logits, not equal
+    assert 0 < parity(reference, int8(images))["max_abs_logit_diff"] < 0.1 * np.abs(reference).max()
+
+
+def test_calibration_images_come_from_every_class():
+    train = [Example(f"{c}_{i}.jpg", c) for c in ("myna", "crow", "gull") for i in range(5)]  # grouped, as split writes
+    picked = calibration_examples(train, 6)
+    assert len(set(picked)) == 6
+    assert sorted(e.label for e in picked) == ["crow", "crow", "gull", "gull", "myna", "myna"]
+    assert calibration_examples(train, 15) == train
+
+
+def test_histogram_calibration_takes_any_number_of_images(tmp_path, tiny_models):
+    """entropy and percentile stack every run's activations: 9 images must work as well as 8."""
+    images = preprocess_batch([photo(tmp_path / f"{i}.jpg", (80, 70 + 5 * i), seed=i) for i in range(9)], SPEC)
+    dest = tmp_path / "model.int8.onnx"
+    quantize_int8(tiny_models["onnx"], images, "percentile", metadata(CLASSES, SPEC), dest)
+    assert OnnxClassifier(dest).classes == CLASSES

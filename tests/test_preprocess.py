@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.preprocess import ImageError, PreprocessSpec, center_crop, load_rgb, preprocess
+from conftest import photo
+from stages.preprocess import ImageError, PreprocessSpec, load_rgb, normalize, open_rgb, preprocess, resize_center_crop
 
 SPEC = PreprocessSpec(resize=72, crop=64)
 
@@ -24,7 +25,27 @@ def test_shape_dtype_and_normalisation(tmp_path):
 def test_shorter_side_is_resized_exactly(tmp_path, size):
     img = load_rgb(jpeg(tmp_path, size), 72)
     assert min(img.size) == 72
-    assert center_crop(img, 64).size == (64, 64)
+    assert resize_center_crop(open_rgb(jpeg(tmp_path, size), 72), SPEC).size == (64, 64)
+
+
+@pytest.mark.parametrize("size", [(120, 90), (90, 300), (1000, 700), (450, 1600)])
+def test_resizing_only_the_crop_matches_resize_then_crop(tmp_path, size):
+    """The evaluation path resizes just the centre square; it must give the training path's
+    picture (resize the whole image, then take the centre)."""
+    path = photo(tmp_path / "photo.jpg", size)
+    whole = load_rgb(path, SPEC.resize)
+    left, top = (whole.width - SPEC.crop) // 2, (whole.height - SPEC.crop) // 2
+    expected = np.asarray(whole.crop((left, top, left + SPEC.crop, top + SPEC.crop)), np.int16)
+    fused = np.asarray(resize_center_crop(open_rgb(path, SPEC.resize), SPEC), np.int16)
+    assert np.abs(fused - expected).max() <= 1  # rounding of the resampling weights
+
+
+def test_normalize_is_torchvisions_formula(tmp_path):
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (8, 5, 3), dtype=np.uint8))
+    expected = (np.asarray(img, np.float64) / 255 - SPEC.mean) / SPEC.std
+    x = normalize(img, SPEC)
+    assert x.shape == (3, 8, 5) and x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_allclose(x, expected.transpose(2, 0, 1), atol=1e-5)
 
 
 def test_exif_rotation_is_applied(tmp_path):

@@ -1,0 +1,209 @@
+"""benchmark: each format's model-only speed at batch 1, beside this CPU's fp32 limit.
+
+    python -m stages.bench                      # or: make bench
+    python -m stages.bench --epochs 50 --runs 200 --threads 2
+
+Models: the pipeline's models/eN/ (the last train.epochs setting whose three files exist, or
+--epochs), else a freshly initialised ResNet50 with params.yaml's classes and preprocessing,
+exported and int8-quantised here, so the benchmark also runs in a fresh clone. Speed does not
+depend on what the weights learned; the output says which models were used.
+
+Protocol:
+- one process; PyTorch, ONNX Runtime and the GEMM probes all get the same thread count
+  (evaluate.threads unless --threads);
+- inputs: synthetic bird pictures through stages.preprocess, batch 1, a different image each run;
+- per format: --warmup untimed runs, then --runs timed runs, in --rounds rounds that take turns
+  across formats and GEMM probes, so a burst of load from other processes falls on all alike;
+- figures: median and p90 latency of all timed runs; img/s = 1 / median latency; the ratio of
+  each format's img/s to PyTorch eager's;
+- roofline: the fp32 GEMM peak (GFLOP/s of 2048 x 2048 matrix products in torch and in ONNX
+  Runtime, the faster; each the fastest of 2 runs per round, as load can only slow a run down)
+  divided by the model's FLOPs per image at the crop size (counted by torch's FlopCounterMode)
+  is the most img/s any fp32 implementation could reach here. int8 arithmetic is not bound by
+  it (int8 exceeds 100%): its own roofline comes from ONNX Runtime's uint8 x int8 GEMM peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnx import helper, numpy_helper
+from torch.utils.flop_counter import FlopCounterMode
+
+from stages.evaluate import timed_runs
+from stages.export import export_onnx, metadata, quantize_int8
+from stages.formats import MODEL_FILES, load_classifier, model_dir, model_path
+from stages.model import build_model, save_checkpoint
+from stages.onnx_model import session_options
+from stages.params import Params, load_params
+from stages.preprocess import preprocess_batch
+from stages.synthetic import synthesize
+
+GEMM_SIZE = 2048  # large enough for every library's kernel to run at full speed
+GEMM_RUNS_PER_ROUND = 2
+
+
+def ort_gemm(op: str, a: np.ndarray, b: np.ndarray, out: np.dtype, threads: int):
+    """A call computing `op` (MatMul, MatMulInteger) of `a` by the constant `b` in ONNX Runtime."""
+    graph = helper.make_graph(
+        [helper.make_node(op, ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info("a", helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)],
+        [helper.make_tensor_value_info("c", helper.np_dtype_to_tensor_dtype(out), a.shape[:1] + b.shape[1:])],
+        [numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    session = ort.InferenceSession(model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"a": a})
+
+
+def gemm_probes(threads: int) -> dict[str, Callable]:
+    """Square matrix products with `threads` threads: fp32 through both libraries, as each is
+    fastest on some CPUs; int8 (uint8 x int8 -> int32, the kernel of QLinearConv) through ORT."""
+    n, rng = GEMM_SIZE, np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a8, b8 = rng.integers(0, 256, (n, n), dtype=np.uint8), rng.integers(-128, 128, (n, n), dtype=np.int8)
+    torch.set_num_threads(threads)
+    return {
+        "fp32 torch.mm": lambda: torch.mm(torch.from_numpy(a), torch.from_numpy(b)),
+        "fp32 ONNX Runtime MatMul": ort_gemm("MatMul", a, b, np.dtype(np.float32), threads),
+        "int8 ONNX Runtime MatMulInteger": ort_gemm("MatMulInteger", a8, b8, np.dtype(np.int32), threads),
+    }
+
+
+def flops_per_image(model: torch.nn.Module, crop: int) -> float:
+    """Multiply-adds count twice: the figure a GEMM's GFLOP/s is quoted in."""
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(torch.zeros(1, 3, crop, crop))
+    return float(counter.get_total_flops())
+
+
+def synthetic_images(params: Params, count: int, folder: Path) -> list[Path]:
+    cfg = params.crawl.synthetic
+    paths = []
+    for slug, index, data in synthesize(params.slugs, count, params.seed, size_range=(cfg.min_size, cfg.max_size)):
+        paths.append(folder / f"{slug}_{index:03d}.jpg")
+        paths[-1].write_bytes(data)
+    return paths
+
+
+def pipeline_models(params: Params, epochs: int | None) -> Path | None:
+    """The folder of the pipeline's models to time, or None when they are not built."""
+    if epochs is not None:
+        missing = [str(model_path(epochs, f)) for f in MODEL_FILES if not model_path(epochs, f).is_file()]
+        if missing:
+            raise SystemExit(f"bench: --epochs {epochs}: {', '.join(missing)} not found; run `dvc repro` first")
+        return model_dir(epochs)
+    built = [e for e in params.train.epochs if all(model_path(e, f).is_file() for f in MODEL_FILES)]
+    return model_dir(built[-1]) if built else None
+
+
+def fresh_models(params: Params, images: np.ndarray, folder: Path) -> Path:
+    """An untrained ResNet50 saved, exported and quantised as the pipeline would."""
+    torch.manual_seed(params.seed)
+    model = build_model(len(params.slugs)).eval()
+    files = {f: folder / name for f, name in MODEL_FILES.items()}
+    save_checkpoint(files["pth"], model, params.slugs, params.preprocess)
+    export_onnx(model, params.slugs, params.preprocess, params.export.opset, files["onnx"])
+    quantize_int8(files["onnx"], images, params.export.int8.method, metadata(params.slugs, params.preprocess), files["onnx-int8"])
+    return folder
+
+
+def batch_of_one(classifier, images: np.ndarray) -> Callable:
+    """A call classifying one image, a different one each time."""
+    batches = itertools.cycle(images[:, None])
+    return lambda: classifier(next(batches))
+
+
+def take_turns(calls: dict[str, tuple[Callable, int, int]], rounds: int) -> dict[str, np.ndarray]:
+    """Seconds per timed call of each (call, warm-up runs, timed runs per round), the calls
+    taking turns round after round, so that load from other processes falls on all alike."""
+    seconds = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, (call, warmup, runs) in calls.items():
+            seconds[name].append(timed_runs(call, warmup, runs))
+    return {name: np.concatenate(s) for name, s in seconds.items()}
+
+
+def table(seconds: dict[str, np.ndarray], fp32_roofline: float) -> str:
+    base = 1 / np.median(seconds["pth"])
+    lines = [
+        "| format | median ms | p90 ms | img/s | vs pth | of fp32 roofline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fmt, s in seconds.items():
+        img_per_s = 1 / np.median(s)
+        lines.append(
+            f"| {fmt} | {1000 * np.median(s):.1f} | {1000 * np.percentile(s, 90):.1f} | {img_per_s:.1f} "
+            f"| {img_per_s / base:.2f}x | {img_per_s / fp32_roofline:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    params = load_params()
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--epochs", type=int, help="time models/eN (default: the last setting that is built)")
+    parser.add_argument("--threads", type=int, default=params.evaluate.threads)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs per format and round")
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per format")
+    parser.add_argument("--rounds", type=int, default=5, help="turns the formats take")
+    args = parser.parse_args()
+    if min(args.threads, args.runs, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--threads, --runs and --rounds must be at least 1, --warmup at least 0")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = synthetic_images(params, params.export.int8.calibration_images, tmp)
+        folder = pipeline_models(params, args.epochs)
+        if folder is None:
+            source = "a freshly initialised ResNet50 (no pipeline models in models/eN), exported and quantised here"
+            folder = fresh_models(params, preprocess_batch(paths, params.preprocess), tmp)
+        else:
+            source = f"the pipeline's {folder}/"
+        classifiers = {f: load_classifier(f, folder / name, args.threads) for f, name in MODEL_FILES.items()}
+        crop = classifiers["pth"].spec.crop
+        images = preprocess_batch(paths, classifiers["pth"].spec)
+        flops = flops_per_image(classifiers["pth"].model, crop)
+        per_round = -(-args.runs // args.rounds)
+        calls = {fmt: (batch_of_one(c, images), args.warmup, per_round) for fmt, c in classifiers.items()}
+        probes = gemm_probes(args.threads)
+        calls |= {name: (probe, 1, GEMM_RUNS_PER_ROUND) for name, probe in probes.items()}
+        load_before = os.getloadavg()[0]
+        seconds = take_turns(calls, args.rounds)
+        load_after = os.getloadavg()[0]
+
+    # the fastest product is the peak: load from elsewhere can only slow a run down
+    peaks = {name: 2 * GEMM_SIZE**3 / seconds.pop(name).min() / 1e9 for name in probes}
+
+    fp32_peak = max(rate for name, rate in peaks.items() if name.startswith("fp32"))
+    int8_peak = peaks["int8 ONNX Runtime MatMulInteger"]
+    fp32_roofline, int8_roofline = fp32_peak * 1e9 / flops, int8_peak * 1e9 / flops
+    print(f"models: {source}")
+    print(f"threads: {args.threads} for every format and every GEMM probe; {os.cpu_count()} CPUs, load average "
+          f"{load_before:.1f} before and {load_after:.1f} after the timing")
+    if max(load_before, load_after) > os.cpu_count():
+        print("warning: other processes were using the CPU; PyTorch's threads suffer most: rerun when it is idle")
+    print(f"protocol: batch 1, {args.warmup} warm-up runs then {per_round} timed runs per format "
+          f"in each of {args.rounds} interleaved rounds; median and p90 of all timed runs")
+    print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {GEMM_RUNS_PER_ROUND * args.rounds} runs over the rounds): "
+          + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " G(FL)OP/s")
+    print(f"ResNet50 at {crop}x{crop}: {flops / 1e9:.2f} GFLOP per image, so the fp32 roofline is "
+          f"{fp32_peak:.0f} / {flops / 1e9:.2f} = {fp32_roofline:.1f} img/s (int8: {int8_roofline:.0f} img/s)")
+    print()
+    print(table(seconds, fp32_roofline))
+    print()
+    print(f"onnx-int8 reaches {1 / np.median(seconds['onnx-int8']) / int8_roofline:.0%} of the int8 roofline.")
+
+
+if __name__ == "__main__":
+    main()
