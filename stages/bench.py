@@ -38,6 +38,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch.utils.flop_counter import FlopCounterMode
 
+from stages.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.export import export_onnx, metadata, quantize_int8
 from stages.formats import MODEL_FILES, load_classifier, model_dir, model_path
@@ -206,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -22,6 +22,8 @@ from typing import Iterable
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from stages.errors import PipelineError
+
 # Every reason an image is rejected, in the order the pipeline meets them.
 REASONS = (
     "fetch_failed",  # the download (or the file read) failed
@@ -42,7 +44,7 @@ JPEG_QUALITY = 95
 BACKGROUND = (255, 255, 255)  # what transparent pixels become
 
 
-class CrawlError(RuntimeError):
+class CrawlError(PipelineError):
     """A crawl that cannot give usable data (no network, a missing folder, too few images)."""
 
 

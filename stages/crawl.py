@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Iterator
 
+from stages.errors import run_stage
 from stages import bing, folder
 from stages.atomic import atomic_dir, write_csv
 from stages.cleaning import Cleaned, CrawlError, Found, clean
@@ -80,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

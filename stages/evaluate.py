@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import recall_score
 
+from stages.errors import run_stage
 from stages.atomic import write_csv, write_json
 from stages.formats import load_classifier, metrics_dir, model_path
 from stages.manifest import read_split
@@ -113,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

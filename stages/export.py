@@ -24,6 +24,7 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from stages.errors import run_stage
 from stages.atomic import atomic_path, write_json
 from stages.formats import TorchClassifier, metrics_dir, model_path
 from stages.manifest import Example, read_split
@@ -147,4 +148,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

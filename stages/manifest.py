@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.atomic import write_csv
+from stages.errors import PipelineError
 
 RAW_DIR = Path("data/raw")
 SPLIT_DIR = Path("data/split")
@@ -30,10 +31,10 @@ def read_csv(path: Path, required: list[str]) -> list[dict]:
             reader = csv.DictReader(f)
             missing = [c for c in required if c not in (reader.fieldnames or [])]
             if missing:
-                raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+                raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
             return list(reader)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: run the stage that writes it (dvc repro)") from None
+        raise PipelineError(f"{path} not found: run the stage that writes it (dvc repro)") from None
 
 
 def read_manifest(raw_dir: Path = RAW_DIR) -> list[dict]:

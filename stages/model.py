@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
+from stages.errors import PipelineError
+from stages.onnx_model import ModelError
 from stages.atomic import atomic_path
 from stages.preprocess import PreprocessSpec
 
@@ -19,7 +21,7 @@ IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
 DOWNLOAD_TIMEOUT_S = 30
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(PipelineError):
     """ImageNet weights are neither cached nor downloadable."""
 
 
@@ -79,7 +81,9 @@ def load_checkpoint(path: Path | str) -> tuple[nn.Module, list[str], PreprocessS
         model = build_model(len(classes))
         model.load_state_dict(checkpoint["state_dict"])
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: run the train stage first (dvc repro)") from None
-    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as e:
-        raise ValueError(f"{path} is not a checkpoint written by the train stage: {e}") from None
+        raise ModelError(f"{path} not found: run the train stage first (dvc repro)") from None
+    except pickle.UnpicklingError:  # torch's own message here suggests weights_only=False: never
+        raise ModelError(f"{path} is not a checkpoint written by the train stage (not a file of tensors)") from None
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError) as e:
+        raise ModelError(f"{path} is not a checkpoint written by the train stage: {e}") from None
     return model.eval(), classes, spec

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from stages.errors import PipelineError
 from stages.preprocess import PreprocessSpec
 
 # Keys of the model's metadata_props; values are JSON.
@@ -16,7 +17,7 @@ META_CLASSES = "birds_onnx.classes"
 META_PREPROCESS = "birds_onnx.preprocess"
 
 
-class ModelError(ValueError):
+class ModelError(PipelineError):
     """A model file that is missing, broken or not one of ours."""
 
 

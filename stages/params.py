@@ -15,12 +15,13 @@ from typing import Literal
 
 import yaml
 
+from stages.errors import PipelineError
 from stages.preprocess import PreprocessSpec
 
 PARAMS_FILE = Path("params.yaml")
 
 
-class ParamError(ValueError):
+class ParamError(PipelineError):
     """A value in params.yaml is missing, unknown or of the wrong kind."""
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stages.errors import PipelineError
 
-class ImageError(ValueError):
+
+class ImageError(PipelineError):
     """An image file that cannot be read as a picture."""
 
 

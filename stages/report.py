@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from stages.errors import PipelineError, run_stage
 from stages.atomic import atomic_path, write_text
 from stages.formats import metrics_dir
 from stages.params import load_params
@@ -28,7 +29,7 @@ def load_results(epochs: list[int]) -> dict[int, tuple[dict, dict]]:
         try:
             results[e] = (json.loads((d / "accuracy.json").read_text()), json.loads((d / "speed.json").read_text()))
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{err.filename} not found: run evaluate for {e} epochs first") from None
+            raise PipelineError(f"{err.filename} not found: run evaluate for {e} epochs first") from None
     return results
 
 
@@ -101,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

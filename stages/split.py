@@ -10,11 +10,12 @@ from collections import defaultdict
 
 import numpy as np
 
+from stages.errors import PipelineError, run_stage
 from stages.manifest import RAW_DIR, SPLIT_DIR, Example, read_manifest, write_split
 from stages.params import load_params
 
 
-class SplitError(ValueError):
+class SplitError(PipelineError):
     """The data cannot give the split that params ask for."""
 
 
@@ -76,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

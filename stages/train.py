@@ -23,6 +23,7 @@ from dvclive import Live
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from stages.errors import run_stage
 from stages.formats import metrics_dir, model_path
 from stages.manifest import Example, read_split
 from stages.model import build_model, save_checkpoint
@@ -221,4 +222,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

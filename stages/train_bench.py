@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from stages.errors import run_stage
 from stages.params import Train, load_params
 from stages.preprocess import PreprocessSpec
 from stages.train import TrainingImages, configure_torch, make_optimizer, prepare_model, train_step, use_bf16
@@ -98,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -39,9 +39,9 @@ def test_checkpoint_round_trip_with_weights_only(checkpoint):
 def test_broken_checkpoint_names_the_file(tmp_path):
     bad = tmp_path / "model.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="model.pth is not a checkpoint written by the train stage"):
+    with pytest.raises(ModelError, match="model.pth is not a checkpoint written by the train stage"):
         load_checkpoint(bad)
-    with pytest.raises(FileNotFoundError, match="run the train stage first"):
+    with pytest.raises(ModelError, match="run the train stage first"):
         load_checkpoint(tmp_path / "missing.pth")
 
 
