@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="default: train.batch_size")
     parser.add_argument("--compare-compile", action="store_true", help="also time the chosen setting with train.compile flipped")
     args = parser.parse_args()
+    if args.steps < 1 or args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1):
+        parser.error("--steps and --batch-size must be at least 1, --warmup at least 0")
     params = load_params()
     chosen = dataclasses.replace(params.train, pretrained="none")  # the weights' values do not matter here
     baseline = dataclasses.replace(chosen, precision="fp32", compile=False)
