@@ -4,7 +4,7 @@
 
     photo.jpg: crow 0.912, gull 0.051, myna 0.020
 
-Needs only onnxruntime, numpy and Pillow: copy the model file and stages/__init__.py,
+Needs only onnxruntime, numpy and Pillow: copy the model file and stages/__init__.py, errors.py,
 onnx_model.py, preprocess.py and predict.py to the device (a Raspberry Pi, say). Class names
 and preprocessing are read from the model's metadata, so nothing else has to travel with it.
 Exit status: 0 all classified, 1 some image could not be read, 2 the model could not be used.
