@@ -28,12 +28,7 @@ bench: setup
 bench-train: setup
 	python -m stages.train_bench
 
-# dvc repro twice, each in a fresh clone of HEAD, on a small profile (9 classes of 3 small
-# images, 1 and 2 epochs); fails if dvc status is not clean or the runs' outputs differ
-REPRO_PROFILE := --set crawl.synthetic.total_images=27 --set crawl.synthetic.min_size=48 \
-	--set crawl.synthetic.max_size=96 --set split.train=18 --set split.test=9 \
-	--set preprocess.resize=72 --set preprocess.crop=64 --set 'train.epochs=[1,2]' \
-	--set train.batch_size=4 --set evaluate.passes=1 --set evaluate.warmup=1 \
-	--set evaluate.timed_runs=3 --set evaluate.batch_size=2
+# dvc repro twice, each in a fresh clone of HEAD, on the tests' tiny profile; fails if
+# dvc status is not clean after a run or if the two runs' outputs differ (timings aside)
 check-repro: setup
-	python -m stages.check_repro $(REPRO_PROFILE)
+	python -m stages.check_repro --tiny

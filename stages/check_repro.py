@@ -1,10 +1,12 @@
 """Reproducibility check, run as a DVC user would: clone the repository twice into a temporary
 folder, run `dvc repro` in each clone, and compare what the two runs produced.
 
-    python -m stages.check_repro [--repo DIR] [--set KEY=VALUE ...] [TARGET ...]   (make check-repro)
+    python -m stages.check_repro [--tiny] [--set KEY=VALUE ...] [--repo DIR] [TARGET ...]
+    (make check-repro runs it with --tiny)
 
---set changes params.yaml in both clones (a YAML value, e.g. --set train.epochs=[1,2]), so a
-small profile runs in minutes. TARGETs go to `dvc repro` and `dvc status` (default: the whole
+--tiny shrinks params.yaml in both clones to the tests' tiny profile (stages/profiles.py), so
+the whole pipeline runs in minutes; --set then changes single params (a YAML value, e.g.
+--set train.compile=true). TARGETs go to `dvc repro` and `dvc status` (default: the whole
 pipeline). It fails (exit status 1) when `dvc status` is not clean after a run, or when any
 output recorded in dvc.lock differs between the runs: the data and its manifest, the split,
 the weights, the metrics. Outputs that hold wall-clock timings are left out. It checks the
@@ -27,13 +29,15 @@ from pathlib import Path
 
 import yaml
 
+from stages.errors import PipelineError
 from stages.params import ParamError, load_params
+from stages.profiles import tiny
 
 # Outputs that hold timings, which differ on every run: not compared.
 TIMINGS = ("metrics/*/speed.json", "metrics/report.md", "metrics/speed.png")
 
 
-class CheckFailed(RuntimeError):
+class CheckFailed(PipelineError):
     """The pipeline could not run, or did not reproduce."""
 
 
@@ -50,10 +54,9 @@ def run(cmd: list[str], cwd: Path, log: Path) -> str:
     return result.stdout
 
 
-def apply_overrides(params_file: Path, overrides: list[str]) -> None:
-    """KEY=VALUE pairs (dotted keys, YAML values) into params.yaml, then checked like any params."""
-    raw = yaml.safe_load(params_file.read_text(encoding="utf-8"))
-    for item in overrides:
+def override(raw: dict, items: list[str]) -> dict:
+    """Set KEY=VALUE pairs (dotted keys, YAML values) in parsed params."""
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ParamError(f"--set takes KEY=VALUE, got {item!r}")
@@ -64,15 +67,22 @@ def apply_overrides(params_file: Path, overrides: list[str]) -> None:
             if not isinstance(node, dict):
                 raise ParamError(f"--set {item}: {part} is not a section of params.yaml")
         node[last] = yaml.safe_load(value)
+    return raw
+
+
+def adjust_params(params_file: Path, shrink: bool, overrides: list[str]) -> None:
+    """The tiny profile and the overrides into params.yaml, then checked like any params."""
+    raw = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    raw = override(tiny(raw) if shrink else raw, overrides)
     params_file.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     load_params(params_file)
 
 
-def reproduce(repo: Path, dest: Path, overrides: list[str], targets: list[str], log: Path) -> None:
+def reproduce(repo: Path, dest: Path, shrink: bool, overrides: list[str], targets: list[str], log: Path) -> None:
     """A fresh clone of `repo` at `dest`, `dvc repro`, then `dvc status` must be clean."""
     run(["git", "clone", "--quiet", str(repo), str(dest)], dest.parent, log)
-    if overrides:
-        apply_overrides(dest / "params.yaml", overrides)
+    if shrink or overrides:
+        adjust_params(dest / "params.yaml", shrink, overrides)
     dvc = [sys.executable, "-m", "dvc"]
     run([*dvc, "repro", *targets], dest, log)
     status = run([*dvc, "status", "--json", *targets], dest, log)
@@ -128,6 +138,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", help="stages for dvc repro (default: all)")
     parser.add_argument("--repo", type=Path, default=Path("."), help="the git repository to clone (default: .)")
+    parser.add_argument("--tiny", action="store_true", help="shrink params.yaml to the tests' tiny profile")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--keep", action="store_true", help="keep the clones for inspection")
     args = parser.parse_args()
@@ -141,13 +152,13 @@ def main() -> int:
     try:
         for i, dest in enumerate(runs, 1):
             started = time.perf_counter()
-            reproduce(repo, dest, args.overrides, args.targets, log)
+            reproduce(repo, dest, args.tiny, args.overrides, args.targets, log)
             print(f"check-repro: run {i}: dvc repro in {time.perf_counter() - started:.0f} s, dvc status clean", flush=True)
         differences = compare(*runs)
         if differences:
             raise CheckFailed("the two runs differ\n" + "\n".join(differences))
         compared = len(locked_outputs(runs[0]))
-    except (CheckFailed, ParamError) as e:
+    except PipelineError as e:  # a failed command, a bad --set, or runs that differ
         print(f"check-repro: FAILED: {e}\nclones and log kept in {work}", file=sys.stderr)
         return 1
     if not args.keep:

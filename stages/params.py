@@ -89,7 +89,7 @@ class Train:
     min_crop_scale: float = 0.35
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    compile: bool = True
+    compile: bool = False
     threads: int = 2
 
 

@@ -1,7 +1,8 @@
 """Training speed: img/s of a full training step (forward, backward, optimizer update) at the
 batch size and crop of params.yaml, fp32 eager beside the setting params.yaml chooses.
 
-    python -m stages.train_bench [--steps 10] [--warmup 3] [--batch-size N]   (make bench-train)
+    python -m stages.train_bench [--steps 10] [--warmup 3] [--batch-size N] [--compare-compile]
+    (make bench-train)
 
 Both settings run in one process with the training stage's own functions, and take turns step
 by step, so a busy machine slows them alike; each figure is the median step. Inputs are random
@@ -65,7 +66,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per setting")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per setting, after the first")
     parser.add_argument("--batch-size", type=int, help="default: train.batch_size")
+    parser.add_argument("--compare-compile", action="store_true", help="also time the chosen setting with train.compile flipped")
     args = parser.parse_args()
+    if args.steps < 1 or args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1):
+        parser.error("--steps and --batch-size must be at least 1, --warmup at least 0")
     params = load_params()
     chosen = dataclasses.replace(params.train, pretrained="none")  # the weights' values do not matter here
     baseline = dataclasses.replace(chosen, precision="fp32", compile=False)
@@ -76,6 +80,9 @@ def main() -> None:
           flush=True)
 
     settings = {describe(baseline, device): baseline, describe(chosen, device): chosen}
+    if args.compare_compile:
+        flipped = dataclasses.replace(chosen, compile=not chosen.compile)
+        settings[describe(flipped, device)] = flipped
     steps, first = {}, {}
     for name, cfg in settings.items():
         steps[name] = step_timer(cfg, device, num_classes, batch_size, crop)

@@ -14,22 +14,14 @@ import yaml
 from PIL import Image
 
 from fake_bing import FakeBing
+from stages.profiles import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_params() -> dict:
-    """params.yaml shrunk to seconds: 3 classes, 8 small images each, 64 px crops, epochs 1 and 2."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw["classes"] = raw["classes"][:3]
-    raw["crawl"]["synthetic"].update(total_images=24, min_size=48, max_size=96)
-    raw["crawl"]["min_side"] = 32
-    raw["split"] = {"train": 15, "test": 6}
-    raw["preprocess"].update(resize=72, crop=64)
-    raw["train"].update(epochs=[1, 2], batch_size=4, compile=False)  # compiling takes a minute
-    raw["export"]["int8"].update(calibration_images=6)
-    raw["evaluate"].update(passes=1, warmup=1, timed_runs=3, batch_size=2)
-    return raw
+    """params.yaml shrunk to seconds (stages/profiles.py): 3 classes, 8 small images each, 64 px crops, epochs 1 and 2."""
+    return tiny(yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8")))
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

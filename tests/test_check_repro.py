@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run
-from stages.check_repro import apply_overrides, compare
+from conftest import ROOT, run, tiny_params
+from stages.check_repro import adjust_params, compare, override
 from stages.params import ParamError, load_params
 
 
@@ -54,13 +54,14 @@ def test_compare_reports_differing_outputs_but_not_timings(tmp_path):
     assert '-{"accuracy": 0.8}' in message and '+{"accuracy": 0.9}' in message
 
 
-def test_overrides_set_nested_params_and_bad_keys_are_named(tmp_path):
+def test_tiny_profile_and_overrides_go_into_params_and_bad_keys_are_named(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    apply_overrides(params, ["train.epochs=[1, 2]", "crawl.synthetic.total_images=27", "train.compile=false"])
+    adjust_params(params, shrink=True, overrides=["train.epochs=[3, 4]", "crawl.synthetic.total_images=27"])
     loaded = load_params(params)
-    assert loaded.train.epochs == (1, 2) and loaded.crawl.synthetic.total_images == 27 and not loaded.train.compile
+    assert loaded.train.epochs == (3, 4) and loaded.crawl.synthetic.total_images == 27
+    assert loaded.split.train == tiny_params()["split"]["train"] and len(loaded.classes) == 3
     with pytest.raises(ParamError, match="unknown key train.epoch;"):
-        apply_overrides(params, ["train.epoch=3"])
+        adjust_params(params, shrink=False, overrides=["train.epoch=3"])
     with pytest.raises(ParamError, match="--set takes KEY=VALUE"):
-        apply_overrides(params, ["train.epochs"])
+        override({}, ["train.epochs"])

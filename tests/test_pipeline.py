@@ -56,9 +56,10 @@ def test_dvc_repro_end_to_end(tiny_project):
                 steps = [p["step"] for p in points if p.get(metric) is not None and f"e{epochs}/" in str(p)]
                 assert steps == [str(s) for s in range(1, epochs + 1)], (chart, epochs, metric, steps)
     for epochs in (1, 2):
-        for fmt in ("pth", "onnx"):
+        for fmt in formats:
             [confusion] = plots["data"][f"metrics/e{epochs}/confusion/{fmt}.csv"]
             assert len(confusion["content"]["data"]["values"]) == 6  # the tiny profile's test images
+
 
 def test_dvc_repro_with_the_bing_source_against_a_fake_server(tmp_path, fake_bing):
     params = tiny_params()
