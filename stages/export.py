@@ -98,7 +98,12 @@ def calibration_examples(train: list[Example], count: int) -> list[Example]:
 def quantize_int8(fp32_path: Path, calibration: np.ndarray, method: str, entries: dict[str, str], dest: Path) -> None:
     """Static int8 quantisation in QDQ form: weights int8 per output channel, activations uint8
     with ranges measured on `calibration` images (u8 activations x s8 weights is the fast integer
-    GEMM on x86). `quant_pre_process` first infers shapes and fuses, as onnxruntime advises."""
+    GEMM on x86). `quant_pre_process` first infers shapes and fuses, as onnxruntime advises.
+
+    The classifier's output, the logits, stays fp32 (its Gemm still runs in int8): rounded to
+    256 levels over their calibration range, close logits became ties and flipped the top class
+    of 6 of 45 test images of the 20-epoch model; kept fp32 it agreed with PyTorch on all 45, at
+    no measurable cost in speed."""
     with tempfile.TemporaryDirectory() as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
@@ -111,6 +116,7 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, method: str, entries
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CALIBRATION_METHODS[method],
+            extra_options={"OpTypesToExcludeOutputQuantization": ["Gemm"]},
         )
         proto = onnx.load(str(quantized))
     save_checked(proto, entries, dest)  # the quantiser does not carry metadata over

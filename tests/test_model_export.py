@@ -129,6 +129,16 @@ def test_int8_model_is_static_qdq_with_per_channel_weights(tiny_models):
     assert tiny_models["onnx-int8"].stat().st_size < 0.3 * tiny_models["onnx"].stat().st_size
 
 
+def test_int8_model_keeps_its_logits_fp32(tiny_models):
+    """The classifier's Gemm runs on quantised inputs but writes the logits straight out, not
+    through a QuantizeLinear that would round them to 256 levels and turn close calls into ties."""
+    proto = onnx.load(str(tiny_models["onnx-int8"]))
+    producers = {out: n for n in proto.graph.node for out in n.output}
+    head = producers[proto.graph.output[0].name]
+    assert head.op_type == "Gemm"
+    assert all(producers[name].op_type == "DequantizeLinear" for name in head.input)
+
+
 def test_int8_model_keeps_metadata_and_follows_pytorch(tmp_path, tiny_models):
     int8 = OnnxClassifier(tiny_models["onnx-int8"])
     assert int8.classes == CLASSES and int8.spec == SPEC
