@@ -57,7 +57,17 @@ def export_onnx(model: torch.nn.Module, classes: list[str], spec: PreprocessSpec
             output_names=["logits"],
         )
         proto = onnx.load(str(raw))
+    strip_debug_info(proto)
     save_checked(proto, metadata(classes, spec), dest)
+
+
+def strip_debug_info(proto: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node debug metadata (source stack traces, FX node text): it holds
+    absolute paths of the exporting machine's Python install, so it would leak them into the
+    file a user ships and make the same weights export to different bytes in another checkout."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
 
 
 def metadata(classes: list[str], spec: PreprocessSpec) -> dict[str, str]:

@@ -83,6 +83,14 @@ def test_onnx_file_is_self_contained_and_checked(onnx_path):
     assert {p.key for p in proto.metadata_props} >= {META_CLASSES}
 
 
+def test_exported_models_carry_no_paths_of_this_machine(tiny_models):
+    """Source stack traces would put this Python install's paths into the shipped file and make
+    the bytes depend on where the project is checked out."""
+    for fmt in ("onnx", "onnx-int8"):
+        assert not [n.name for n in onnx.load(str(tiny_models[fmt])).graph.node if n.metadata_props or n.doc_string]
+        assert b"site-packages" not in tiny_models[fmt].read_bytes(), fmt
+
+
 def test_export_parity_and_shared_preprocessing(checkpoint, onnx_path):
     pth, ort_model = TorchClassifier(checkpoint), OnnxClassifier(onnx_path)
     assert ort_model.classes == pth.classes == CLASSES
