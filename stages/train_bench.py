@@ -8,6 +8,12 @@ Both settings run in one process with the training stage's own functions, and ta
 by step, so a busy machine slows them alike; each figure is the median step. Inputs are random
 (speed does not depend on pixel values). The input pipeline (random crop, flip, normalise) is
 timed on its own. The first step's time includes compiling, where the setting compiles.
+
+Roofline: the matrix products of a step (convolutions and the head, forward and backward,
+counted by torch's FlopCounterMode) divided by this CPU's GEMM peak in the setting's precision
+(2048 x 2048 products, the fastest of 10, timed after the steps) is the most img/s a step could
+reach; what a setting misses of it goes to the memory-bound rest (batch norm, ReLU, the update).
+It is printed for training on the CPU only.
 """
 
 from __future__ import annotations
@@ -18,11 +24,17 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from stages.bench import GEMM_SIZE, gemm_probes
 from stages.errors import run_stage
+from stages.evaluate import timed_runs
+from stages.model import build_model
 from stages.params import Train, load_params
 from stages.preprocess import PreprocessSpec
 from stages.train import TrainingImages, configure_torch, make_optimizer, prepare_model, train_step, use_bf16
+
+GEMM_RUNS = 10
 
 
 def describe(cfg: Train, device: torch.device) -> str:
@@ -47,6 +59,24 @@ def step_timer(cfg: Train, device: torch.device, num_classes: int, batch_size: i
         return time.perf_counter() - started
 
     return timed_step
+
+
+def training_flops_per_image(num_classes: int, crop: int) -> float:
+    """FLOPs of the matrix products in one image's forward and backward pass."""
+    model = build_model(num_classes).train()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, crop, crop)).sum().backward()
+    return float(counter.get_total_flops())
+
+
+def gemm_peaks(threads: int, runs: int) -> dict[str, float]:
+    """GFLOP/s of square products per precision, each the fastest of `runs` (load from
+    elsewhere can only slow a run down): fp32 through torch and ONNX Runtime, as in make bench,
+    bf16 through torch (oneDNN, the library of the training's convolutions)."""
+    probes = {name: probe for name, probe in gemm_probes(threads).items() if name.startswith("fp32")}
+    a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, dtype=torch.bfloat16) for _ in range(2))
+    probes["bf16 torch.mm"] = lambda: torch.mm(a, b)
+    return {name: 2 * GEMM_SIZE**3 / timed_runs(probe, 1, runs).min() / 1e9 for name, probe in probes.items()}
 
 
 def input_pipeline_img_per_s(spec: PreprocessSpec, cfg: Train, batch_size: int, batches: int = 20) -> float:
@@ -93,16 +123,29 @@ def main() -> None:
     for _ in range(args.steps):
         for name, timed_step in steps.items():
             times[name].append(timed_step())
+    input_rate = input_pipeline_img_per_s(params.preprocess, params.train, batch_size)
 
+    roofline = {}
+    if device.type == "cpu":
+        # after the steps: ONNX Runtime's threads spin a while after each product
+        peaks = gemm_peaks(torch.get_num_threads(), GEMM_RUNS)
+        flops = training_flops_per_image(num_classes, crop)
+        fp32_peak = max(rate for name, rate in peaks.items() if name.startswith("fp32"))
+        roofline = {"fp32": fp32_peak * 1e9 / flops, "bf16": peaks["bf16 torch.mm"] * 1e9 / flops}
+        print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {GEMM_RUNS} runs): "
+              + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " GFLOP/s")
+        print(f"a training step does {flops / 1e9:.1f} GFLOP of matrix products per image, so the roofline is "
+              f"{roofline['fp32']:.1f} img/s in fp32 and {roofline['bf16']:.1f} img/s in bf16")
     width = max(len(name) for name in settings)
-    print(f"{'setting':<{width}}  {'img/s':>7}  {'ms/step':>8}  {'first step s':>12}")
+    print(f"{'setting':<{width}}  {'img/s':>7}  {'ms/step':>8}  {'first step s':>12}  {'of its roofline':>15}")
     rates = {}
-    for name in settings:
+    for name, cfg in settings.items():
         median = float(np.median(times[name]))
         rates[name] = batch_size / median
-        print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}")
+        share = rates[name] / roofline["bf16" if use_bf16(cfg, device) else "fp32"] if roofline else float("nan")
+        print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}  {share:15.0%}")
     print(f"speed-up of the chosen setting: {rates[describe(chosen, device)] / rates[describe(baseline, device)]:.2f}x")
-    print(f"input pipeline (random crop, flip, normalise): {input_pipeline_img_per_s(params.preprocess, params.train, batch_size):.0f} img/s")
+    print(f"input pipeline (random crop, flip, normalise): {input_rate:.0f} img/s")
 
 
 if __name__ == "__main__":

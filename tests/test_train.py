@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import signal
 import struct
 import subprocess
@@ -138,4 +139,7 @@ def test_compile_without_a_compiler_names_the_param(monkeypatch):
 def test_train_bench_prints_both_settings(project):
     out = run([sys.executable, "-m", "stages.train_bench", "--steps", "2", "--warmup", "0"], project).stdout
     assert "fp32, channels_last, eager" in out
+    assert "GEMM peaks" in out and "bf16 torch.mm" in out
+    # each setting's share of its roofline: a percentage, not nan
+    assert re.search(r"fp32, channels_last, eager +[\d.]+ +\d+ +[\d.]+ +\d+%", out), out
     assert "speed-up of the chosen setting" in out and "input pipeline" in out
