@@ -79,6 +79,16 @@ def gemm_probes(threads: int) -> dict[str, Callable]:
     }
 
 
+def gemm_gflops(seconds: float) -> float:
+    """GFLOP/s of one GEMM_SIZE x GEMM_SIZE product that took `seconds`."""
+    return 2 * GEMM_SIZE**3 / seconds / 1e9
+
+
+def fp32_peak(peaks: dict[str, float]) -> float:
+    """The faster fp32 library's peak: each is fastest on some CPUs."""
+    return max(rate for name, rate in peaks.items() if name.startswith("fp32"))
+
+
 def flops_per_image(model: torch.nn.Module, crop: int) -> float:
     """Multiply-adds count twice: the figure a GEMM's GFLOP/s is quoted in."""
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
@@ -184,11 +194,10 @@ def main() -> None:
         load_after = os.getloadavg()[0]
 
     # the fastest product is the peak: load from elsewhere can only slow a run down
-    peaks = {name: 2 * GEMM_SIZE**3 / seconds.pop(name).min() / 1e9 for name in probes}
+    peaks = {name: gemm_gflops(seconds.pop(name).min()) for name in probes}
 
-    fp32_peak = max(rate for name, rate in peaks.items() if name.startswith("fp32"))
     int8_peak = peaks["int8 ONNX Runtime MatMulInteger"]
-    fp32_roofline, int8_roofline = fp32_peak * 1e9 / flops, int8_peak * 1e9 / flops
+    fp32_roofline, int8_roofline = fp32_peak(peaks) * 1e9 / flops, int8_peak * 1e9 / flops
     print(f"models: {source}")
     print(f"threads: {args.threads} for every format and every GEMM probe; {os.cpu_count()} CPUs, load average "
           f"{load_before:.1f} before and {load_after:.1f} after the timing")
@@ -199,7 +208,7 @@ def main() -> None:
     print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {GEMM_RUNS_PER_ROUND * args.rounds} runs over the rounds): "
           + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " G(FL)OP/s")
     print(f"ResNet50 at {crop}x{crop}: {flops / 1e9:.2f} GFLOP per image, so the fp32 roofline is "
-          f"{fp32_peak:.0f} / {flops / 1e9:.2f} = {fp32_roofline:.1f} img/s (int8: {int8_roofline:.0f} img/s)")
+          f"{fp32_peak(peaks):.0f} / {flops / 1e9:.2f} = {fp32_roofline:.1f} img/s (int8: {int8_roofline:.0f} img/s)")
     print()
     print(table(seconds, fp32_roofline))
     print()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from stages.bench import GEMM_SIZE, gemm_probes
+from stages.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
 from stages.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.model import build_model
@@ -76,7 +76,7 @@ def gemm_peaks(threads: int, runs: int) -> dict[str, float]:
     probes = {name: probe for name, probe in gemm_probes(threads).items() if name.startswith("fp32")}
     a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, dtype=torch.bfloat16) for _ in range(2))
     probes["bf16 torch.mm"] = lambda: torch.mm(a, b)
-    return {name: 2 * GEMM_SIZE**3 / timed_runs(probe, 1, runs).min() / 1e9 for name, probe in probes.items()}
+    return {name: gemm_gflops(timed_runs(probe, 1, runs).min()) for name, probe in probes.items()}
 
 
 def input_pipeline_img_per_s(spec: PreprocessSpec, cfg: Train, batch_size: int, batches: int = 20) -> float:
@@ -130,8 +130,7 @@ def main() -> None:
         # after the steps: ONNX Runtime's threads spin a while after each product
         peaks = gemm_peaks(torch.get_num_threads(), GEMM_RUNS)
         flops = training_flops_per_image(num_classes, crop)
-        fp32_peak = max(rate for name, rate in peaks.items() if name.startswith("fp32"))
-        roofline = {"fp32": fp32_peak * 1e9 / flops, "bf16": peaks["bf16 torch.mm"] * 1e9 / flops}
+        roofline = {"fp32": fp32_peak(peaks) * 1e9 / flops, "bf16": peaks["bf16 torch.mm"] * 1e9 / flops}
         print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {GEMM_RUNS} runs): "
               + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " GFLOP/s")
         print(f"a training step does {flops / 1e9:.1f} GFLOP of matrix products per image, so the roofline is "
@@ -142,8 +141,8 @@ def main() -> None:
     for name, cfg in settings.items():
         median = float(np.median(times[name]))
         rates[name] = batch_size / median
-        share = rates[name] / roofline["bf16" if use_bf16(cfg, device) else "fp32"] if roofline else float("nan")
-        print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}  {share:15.0%}")
+        share = f"{rates[name] / roofline['bf16' if use_bf16(cfg, device) else 'fp32']:.0%}" if roofline else "-"
+        print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}  {share:>15}")
     print(f"speed-up of the chosen setting: {rates[describe(chosen, device)] / rates[describe(baseline, device)]:.2f}x")
     print(f"input pipeline (random crop, flip, normalise): {input_rate:.0f} img/s")
 
