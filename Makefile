@@ -10,9 +10,12 @@ export DVC_NO_ANALYTICS := 1
 .PHONY: setup repro test bench bench-train check-repro
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements.lock
+# The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
+# an editable install, so the stages and the command run the checkout's code.
+$(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 repro: setup
@@ -22,13 +25,13 @@ test: setup
 	python -m pytest
 
 bench: setup
-	python -m stages.bench
+	python -m stages.tools.bench
 
 # img/s of a full training step: fp32 eager beside the setting params.yaml chooses
 bench-train: setup
-	python -m stages.train_bench
+	python -m stages.tools.train_bench
 
 # dvc repro twice, each in a fresh clone of HEAD, on the tests' tiny profile; fails if
 # dvc status is not clean after a run or if the two runs' outputs differ (timings aside)
 check-repro: setup
-	python -m stages.check_repro --tiny
+	python -m stages.tools.check_repro --tiny

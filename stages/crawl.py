@@ -4,7 +4,7 @@
 
 crawl.source picks where images come from: `synthetic` draws them (offline, deterministic), `bing`
 searches Bing for each class's keyword with icrawler (as the article did), `folder` reads your own
-<class>/<images>. Every source goes through the same cleaning (stages/cleaning.py); the stage prints
+<class>/<images>. Every source goes through the same cleaning (stages/sources/cleaning.py); the stage prints
 what it found, kept and rejected per class. The folder is built aside and swapped in whole, only
 once the split is known to be possible, so a failed crawl never leaves a partial data/raw for the
 split stage to read.
@@ -16,13 +16,13 @@ from collections import Counter
 from typing import Iterable, Iterator
 
 from stages.errors import run_stage
-from stages import bing, folder
+from stages.sources import bing, folder
 from stages.atomic import atomic_dir, write_csv
-from stages.cleaning import Cleaned, CrawlError, Found, clean
+from stages.sources.cleaning import Cleaned, CrawlError, Found, clean
 from stages.manifest import MANIFEST_FIELDS, RAW_DIR, REJECT_FIELDS
 from stages.params import Params, load_params
 from stages.split import SplitError, check_enough
-from stages.synthetic import synthesize
+from stages.sources.synthetic import synthesize
 
 
 def synthetic_images(params: Params) -> Iterator[Found]:

@@ -28,9 +28,9 @@ from stages.errors import run_stage
 from stages.atomic import atomic_path, write_json
 from stages.formats import TorchClassifier, metrics_dir, model_path
 from stages.manifest import Example, read_split
-from stages.onnx_model import META_CLASSES, META_PREPROCESS, OnnxClassifier
+from birds_onnx.onnx_model import META_CLASSES, META_PREPROCESS, OnnxClassifier
 from stages.params import load_params
-from stages.preprocess import PreprocessSpec, preprocess_batch
+from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
 CALIBRATION_METHODS = {
     "minmax": CalibrationMethod.MinMax,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from stages.model import load_checkpoint
-from stages.onnx_model import OnnxClassifier
+from birds_onnx.onnx_model import OnnxClassifier
 
 # pth: PyTorch eager fp32; onnx: the same network in ONNX Runtime, fp32; onnx-int8: ONNX Runtime
 # with int8 weights and activations (static QDQ quantisation, calibrated on training images).

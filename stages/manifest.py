@@ -14,7 +14,7 @@ SPLIT_DIR = Path("data/split")
 
 # One row per kept image. `path` is relative to the manifest's folder.
 MANIFEST_FIELDS = ["path", "class", "keyword", "source", "url", "page_url", "sha256", "width", "height", "bytes", "time"]
-# One row per rejected image: where it came from and why (stages/cleaning.py lists the reasons).
+# One row per rejected image: where it came from and why (stages/sources/cleaning.py lists the reasons).
 REJECT_FIELDS = ["class", "keyword", "source", "url", "page_url", "time", "reason", "detail"]
 SPLIT_FIELDS = ["path", "class"]
 

@@ -13,9 +13,9 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
 from stages.errors import PipelineError
-from stages.onnx_model import ModelError
+from birds_onnx.onnx_model import ModelError
 from stages.atomic import atomic_path
-from stages.preprocess import PreprocessSpec
+from birds_onnx.preprocess import PreprocessSpec
 
 IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
 DOWNLOAD_TIMEOUT_S = 30

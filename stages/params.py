@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 
 from stages.errors import PipelineError
-from stages.preprocess import PreprocessSpec
+from birds_onnx.preprocess import PreprocessSpec
 
 PARAMS_FILE = Path("params.yaml")
 

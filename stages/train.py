@@ -29,7 +29,7 @@ from stages.formats import metrics_dir, model_path
 from stages.manifest import Example, read_split
 from stages.model import build_model, save_checkpoint
 from stages.params import ParamError, Train, load_params
-from stages.preprocess import PreprocessSpec, load_rgb, preprocess_batch
+from birds_onnx.preprocess import PreprocessSpec, load_rgb, preprocess_batch
 
 
 def cpu_has_bf16() -> bool:

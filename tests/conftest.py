@@ -14,13 +14,13 @@ import yaml
 from PIL import Image
 
 from fake_bing import FakeBing
-from stages.profiles import tiny
+from stages.tools.profiles import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_params() -> dict:
-    """params.yaml shrunk to seconds (stages/profiles.py): 3 classes, 8 small images each, 64 px crops, epochs 1 and 2."""
+    """params.yaml shrunk to seconds (stages/tools/profiles.py): 3 classes, 8 small images each, 64 px crops, epochs 1 and 2."""
     return tiny(yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8")))
 
 
@@ -41,7 +41,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
 def make_project(dest: Path, params: dict) -> Path:
     """A fresh git + DVC repository holding this project's pipeline and the given params."""
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("birds_onnx", "stages"):
+        shutil.copytree(ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", dest)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     run(["git", "init", "-q"], dest)
@@ -85,7 +86,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
     from stages.export import export_onnx, metadata, quantize_int8
     from stages.model import build_model, save_checkpoint
-    from stages.preprocess import PreprocessSpec, preprocess_batch
+    from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
     folder = tmp_path_factory.mktemp("models")
     spec = PreprocessSpec(resize=72, crop=64)

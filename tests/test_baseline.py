@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from stages.baseline import colour_baseline, colour_features
-from stages.synthetic import SPECIES, synthesize
+from stages.sources.synthetic import SPECIES, synthesize
 
 TEST_PER_CLASS = 4
 

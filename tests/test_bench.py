@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import make_project, run, tiny_params
-from stages.bench import batch_of_one, flops_per_image, pipeline_models, take_turns
+from stages.tools.bench import batch_of_one, flops_per_image, pipeline_models, take_turns
 from stages.model import build_model
 from stages.params import load_params
 
@@ -58,10 +58,13 @@ def test_pipeline_models_are_used_when_built(tmp_path, tiny_models, monkeypatch)
 
 def test_bench_runs_in_a_fresh_clone(tmp_path):
     project = make_project(tmp_path / "project", tiny_params())
-    result = run(["python", "-m", "stages.bench", "--warmup", "1", "--runs", "2", "--rounds", "1"], project)
+    result = run(["python", "-m", "stages.tools.bench", "--warmup", "1", "--runs", "2", "--rounds", "1", "--folder-images", "12"], project)
     out = result.stdout
     assert "models: a freshly initialised ResNet50" in out
     assert "ResNet50 at 64x64: " in out and "GEMM peaks" in out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| format")]
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| format")][:3]
     assert [row.split(" | ")[0] for row in rows] == ["| pth", "| onnx", "| onnx-int8"]
     assert rows[0].split(" | ")[4] == "1.00x"
+    throughput = out[out.index("throughput, img/s"):].splitlines()
+    assert "45 synthetic pictures" in throughput[0] and "12-image folder" in throughput[1]
+    assert [row.split(" | ")[0] for row in throughput[3:6]] == ["| pth", "| onnx", "| onnx-int8"]

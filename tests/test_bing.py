@@ -6,8 +6,8 @@ import socket
 import pytest
 
 from fake_bing import Served, bomb_png, encode, picture
-from stages import bing
-from stages.cleaning import REASONS, clean
+from stages.sources import bing
+from stages.sources.cleaning import REASONS, clean
 from stages.params import BingFilters, BingSource, BirdClass
 
 MYNA = BirdClass("myna", "ハッカチョウ")

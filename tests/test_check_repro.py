@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from conftest import ROOT, run, tiny_params
-from stages.check_repro import adjust_params, compare, override
+from stages.tools.check_repro import adjust_params, compare, override
 from stages.params import ParamError, load_params
 
 
 @pytest.mark.slow
 def test_check_passes_on_the_tiny_pipeline(tiny_project):
     # up to evaluate@1: crawl, split, train@1, export@1, evaluate@1, twice (CI's make check-repro runs it all)
-    result = run([sys.executable, "-m", "stages.check_repro", "--repo", str(tiny_project), "evaluate@1"], tiny_project)
+    result = run([sys.executable, "-m", "stages.tools.check_repro", "--repo", str(tiny_project), "evaluate@1"], tiny_project)
     assert "run 2: dvc repro" in result.stdout and "dvc status clean" in result.stdout
     assert "check-repro: OK" in result.stdout
 

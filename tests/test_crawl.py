@@ -11,8 +11,8 @@ from PIL import Image
 from conftest import ROOT, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
-from stages.cleaning import CrawlError
-from stages.synthetic import synthesize
+from stages.sources.cleaning import CrawlError
+from stages.sources.synthetic import synthesize
 
 
 def run_crawl(project: Path, params: dict, monkeypatch) -> None:

@@ -7,8 +7,8 @@ import pytest
 from PIL import ExifTags, Image
 
 from fake_bing import encode, picture
-from stages.cleaning import CrawlError, clean
-from stages.folder import find_images
+from stages.sources.cleaning import CrawlError, clean
+from stages.sources.folder import find_images
 
 
 def grey_of(seed: int) -> np.ndarray:

@@ -10,8 +10,8 @@ from stages.export import calibration_examples, metadata, parity, quantize_int8
 from stages.formats import TorchClassifier
 from stages.manifest import Example
 from stages.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint
-from stages.onnx_model import META_CLASSES, ModelError, OnnxClassifier
-from stages.preprocess import PreprocessSpec, preprocess_batch
+from birds_onnx.onnx_model import META_CLASSES, ModelError, OnnxClassifier
+from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
 CLASSES = TINY_CLASSES
 SPEC = PreprocessSpec(resize=72, crop=64)

@@ -38,7 +38,7 @@ def test_dvc_repro_end_to_end(tiny_project):
     again = run(["dvc", "repro"], tiny_project)
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
 
-    bench = run(["python", "-m", "stages.bench", "--warmup", "0", "--runs", "2", "--rounds", "1"], tiny_project)
+    bench = run(["python", "-m", "stages.tools.bench", "--warmup", "0", "--runs", "2", "--rounds", "1"], tiny_project)
     assert "models: the pipeline's models/e2/" in bench.stdout
 
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], tiny_project).stdout)

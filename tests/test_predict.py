@@ -1,52 +1,75 @@
-"""The standalone predictor: top-k output, clear errors, and no torch anywhere on its path."""
+"""The predictor: an installable torch-free package, folders and globs, table/csv/jsonl output,
+bad files reported one line each, streaming results in input order."""
 
+import csv
+import io
+import json
+import os
+import shutil
 import subprocess
 import sys
+import venv
 
 import numpy as np
 import onnx
 import pytest
 
+from birds_onnx.onnx_model import OnnxClassifier
+from birds_onnx.predict import Progress, expand_inputs, main, top_classes
+from birds_onnx.preprocess import preprocess
+from birds_onnx.stream import classify_stream
 from conftest import ROOT, TINY_CLASSES, photo
-from stages.predict import main, top_classes
 
-# Runs the predictor as a user would, with every package it must not need made unimportable.
-WITHOUT_TORCH = """
-import runpy, sys
 
-class Unavailable:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {"torch", "torchvision", "onnx", "onnxscript", "sklearn", "yaml", "dvc"}:
-            raise ImportError(f"{name} is not installed on the device")
+@pytest.fixture(scope="module")
+def device_venv(tmp_path_factory):
+    """A fresh virtual environment holding a wheel of this package and what it declares it
+    needs (pinned to requirements.lock's versions, so pip takes them from its cache), nothing else.
+    The wheel is built from a copy of the files the package is made of, so that it cannot use
+    anything else of the checkout (and the build leaves nothing in it)."""
+    folder = tmp_path_factory.mktemp("device")
+    source, wheels, env = folder / "source", folder / "wheels", folder / "venv"
+    shutil.copytree(ROOT / "birds_onnx", source / "birds_onnx", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run(pip + ["wheel", "--no-deps", "-w", str(wheels), str(source)], check=True, capture_output=True)
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
+    wheel = next(wheels.glob("*.whl"))
+    subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", "--quiet", "install",
+                    "-c", str(ROOT / "requirements.lock"), str(wheel)], check=True, capture_output=True)
+    return env, wheel
 
-sys.meta_path.insert(0, Unavailable())
-sys.argv = ["predict", *sys.argv[1:]]
-runpy.run_module("stages.predict", run_name="__main__")
-"""
+
+def test_wheel_is_pure_python_and_installs_without_torch(device_venv):
+    env, wheel = device_venv
+    assert wheel.name.endswith("-py3-none-any.whl")  # nothing x86-specific: an ARM64 board installs it too
+    listed = subprocess.run([str(env / "bin" / "python"), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True)
+    installed = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert {"birds-onnx", "onnxruntime", "numpy", "pillow"} <= installed
+    assert not installed & {"torch", "torchvision", "dvc", "onnx", "scikit-learn", "pyyaml"}
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "onnx-int8"])
-def test_predicts_without_torch(tmp_path, tiny_models, fmt):
-    image = photo(tmp_path / "bird.jpg", (120, 90))
+def test_installed_command_classifies_a_folder(tmp_path, device_venv, tiny_models, fmt):
+    env, _ = device_venv
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    paths = [photo(photos / "a.jpg", (120, 90), 1), photo(photos / "sub" / "b.png", (90, 120), 2)]
+    (photos / "notes.txt").write_text("not an image, and not an image extension: skipped")
     result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TORCH, str(tiny_models[fmt]), str(image), "--top", "2"],
-        cwd=ROOT, capture_output=True, text=True,
+        [str(env / "bin" / "birds-predict"), str(tiny_models[fmt]), str(photos), "--format", "jsonl", "--top", "2"],
+        capture_output=True, text=True, cwd=tmp_path, env={"PATH": os.defpath},
     )
     assert result.returncode == 0, result.stderr
-    path, _, ranked = result.stdout.strip().partition(": ")
-    assert path == str(image)
-    names, probabilities = zip(*(item.split() for item in ranked.split(", ")))
-    assert len(names) == 2 and set(names) <= set(TINY_CLASSES)
-    assert list(map(float, probabilities)) == sorted(map(float, probabilities), reverse=True)
-
-
-def test_the_guard_does_catch_torch():
-    """The check above means something: the same guard stops a program that imports torch."""
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TORCH.replace("stages.predict", "stages.formats")],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    assert result.returncode != 0 and "torch is not installed on the device" in result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in rows] == [str(p) for p in paths]
+    classifier = OnnxClassifier(tiny_models[fmt])  # the same answer as the library in this process
+    for row, path in zip(rows, paths):
+        logits = classifier(preprocess(path, classifier.spec)[None])[0]
+        assert row["top"][0]["class"] == TINY_CLASSES[int(logits.argmax())]
+        assert [t["probability"] for t in row["top"]] == sorted((t["probability"] for t in row["top"]), reverse=True)
 
 
 def test_top_classes_are_ranked():
@@ -55,21 +78,91 @@ def test_top_classes_are_ranked():
     assert [name for name, _ in top_classes(probabilities, ["a", "b", "c", "d"], 10)] == ["b", "d", "a", "c"]
 
 
-def test_bad_images_are_reported_one_line_each(tmp_path, tiny_models, capsys):
-    good = photo(tmp_path / "good.jpg", (100, 80))
+def test_inputs_expand_folders_recursively_and_globs(tmp_path, monkeypatch):
+    (tmp_path / "d" / "deep").mkdir(parents=True)
+    (tmp_path / "d" / ".hidden").mkdir()
+    for name in ["d/b.JPG", "d/a.png", "d/deep/c.webp", "d/.hidden/x.jpg", "d/readme.md", "e1.jpg", "e2.jpg", "f.gif"]:
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    images, errors = expand_inputs(["d", "e*.jpg", "missing.jpg", "none*.png"])
+    assert [p.as_posix() for p in images] == ["d/a.png", "d/b.JPG", "d/deep/c.webp", "e1.jpg", "e2.jpg", "missing.jpg"]
+    assert [str(e) for e in errors] == ["none*.png: no file matches this pattern"]
+    (tmp_path / "empty").mkdir()
+    assert [str(e) for e in expand_inputs(["empty"])[1]] == ["empty: no image files in this folder"]
+
+
+def test_stream_keeps_input_order_and_puts_errors_in_place(tmp_path, tiny_models):
+    classifier = OnnxClassifier(tiny_models["onnx"])
+    paths = [photo(tmp_path / f"{i}.jpg", (70 + 9 * i, 80), i) for i in range(7)]
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("<html>")
+    paths.insert(3, broken)
+    calls = []
+
+    def counting(batch):
+        calls.append(len(batch))
+        return classifier(batch)
+
+    results = list(classify_stream(counting, classifier.spec, paths, batch_size=3, workers=2))
+    assert [p for p, _ in results] == paths
+    assert "not a readable image" in str(results[3][1])
+    assert calls == [3, 3, 1]  # batches of readable images only
+    one_by_one = [classifier(preprocess(p, classifier.spec)[None])[0] for p in paths if p != broken]
+    np.testing.assert_allclose(np.stack([r for p, r in results if p != broken]), np.stack(one_by_one), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "jsonl"])
+def test_bad_images_are_one_line_each_and_the_run_goes_on(tmp_path, tiny_models, capsys, fmt):
+    good = [photo(tmp_path / "good1.jpg", (100, 80)), photo(tmp_path / "good2.jpg", (80, 100), 1)]
     broken = tmp_path / "broken.jpg"
     broken.write_text("<html>not a picture</html>")
     missing = tmp_path / "missing.jpg"
-    assert main([str(tiny_models["onnx-int8"]), str(broken), str(good), str(missing)]) == 1
+    args = [str(tiny_models["onnx-int8"]), str(good[0]), str(broken), str(missing), str(good[1]), "--format", fmt, "--top", "5"]
+    assert main(args) == 1
     out, err = capsys.readouterr()
-    assert out.startswith(f"{good}: ") and out.count("\n") == 1
     assert err.splitlines() == [
-        f"predict: {broken}: not a readable image (cannot identify image file '{broken}')",
-        f"predict: {missing}: no such image file",
+        f"birds-predict: {broken}: not a readable image (cannot identify image file '{broken}')",
+        f"birds-predict: {missing}: no such image file",
+        "birds-predict: 2 of 4 images could not be read",
+    ]
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert [r["path"] for r in rows] == [str(p) for p in good]
+        assert list(rows[0]) == ["path", "class_1", "probability_1", "class_2", "probability_2", "class_3", "probability_3"]
+        assert abs(sum(float(rows[0][f"probability_{k}"]) for k in (1, 2, 3)) - 1) < 1e-5  # --top capped at 3 classes
+    elif fmt == "jsonl":
+        assert [json.loads(line)["path"] for line in out.splitlines()] == [str(p) for p in good]
+    else:
+        header, *rows = out.splitlines()
+        assert header.split() == ["image", "top", "1", "top", "2", "top", "3"]
+        assert [r.split()[0] for r in rows] == [str(p) for p in good] and all(len(r.split()) == 7 for r in rows)
+
+
+def test_progress_shows_only_when_asked_or_on_a_terminal(tmp_path, tiny_models, capsys):
+    paths = [str(photo(tmp_path / f"{i}.jpg", (80, 80), i)) for i in range(3)]
+    assert main([str(tiny_models["onnx"]), *paths, "--format", "csv"]) == 0
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here
+    assert main([str(tiny_models["onnx"]), *paths, "--format", "csv", "--progress"]) == 0
+    assert "3/3 images" in capsys.readouterr().err
+    stream = io.StringIO()
+    progress = Progress(2, enabled=True, stream=stream)
+    progress.advance()
+    progress.say("birds-predict: x.jpg: broken")
+    assert "birds-predict: x.jpg: broken\n" in stream.getvalue()
+
+
+def test_one_at_a_time_mode_gives_the_same_answers(tmp_path, tiny_models, capsys):
+    paths = [str(photo(tmp_path / f"{i}.jpg", (90, 70 + 5 * i), i)) for i in range(5)]
+    assert main([str(tiny_models["onnx"]), *paths, "--format", "jsonl"]) == 0
+    streamed = capsys.readouterr().out
+    assert main([str(tiny_models["onnx"]), *paths, "--format", "jsonl", "--batch-size", "1", "--workers", "0"]) == 0
+    single = capsys.readouterr().out
+    assert [json.loads(line)["top"][0]["class"] for line in streamed.splitlines()] == [
+        json.loads(line)["top"][0]["class"] for line in single.splitlines()
     ]
 
 
-def test_bad_model_is_one_line_and_exit_2(tmp_path, tiny_models, capsys):
+def test_bad_model_or_no_input_is_one_line_and_exit_2(tmp_path, tiny_models, capsys):
     image = photo(tmp_path / "bird.jpg", (100, 80))
     broken = tmp_path / "model.onnx"
     broken.write_bytes(b"\x00not a model")
@@ -80,10 +173,12 @@ def test_bad_model_is_one_line_and_exit_2(tmp_path, tiny_models, capsys):
     del proto.metadata_props[:]
     onnx.save(proto, str(foreign))
     assert main([str(foreign), str(image)]) == 2
+    assert main([str(tiny_models["onnx"]), str(tmp_path / "*.png")]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     lines = err.splitlines()
-    assert len(lines) == 3 and all(line.startswith("predict: ") for line in lines)
+    assert len(lines) == 5 and all(line.startswith("birds-predict: ") for line in lines)
     assert "ONNX Runtime cannot load it" in lines[0]
     assert "no such model file" in lines[1]
     assert "class names or preprocessing missing from its metadata" in lines[2]
+    assert lines[3:] == [f"birds-predict: {tmp_path}/*.png: no file matches this pattern", "birds-predict: nothing to classify"]

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from conftest import photo
-from stages.preprocess import ImageError, PreprocessSpec, load_rgb, normalize, open_rgb, preprocess, resize_center_crop
+from birds_onnx.preprocess import ImageError, PreprocessSpec, load_rgb, normalize, open_rgb, preprocess, resize_center_crop
 
 SPEC = PreprocessSpec(resize=72, crop=64)
 

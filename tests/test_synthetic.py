@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.synthetic import SPECIES, draw_bird, synthesize
+from stages.sources.synthetic import SPECIES, draw_bird, synthesize
 
 TINY = (48, 96)  # small images keep these tests fast; the drawing code is the same at any size
 

@@ -19,7 +19,7 @@ import torch
 
 from conftest import make_project, run, tiny_params
 from stages.params import ParamError, Train
-from stages.preprocess import PreprocessSpec
+from birds_onnx.preprocess import PreprocessSpec
 from stages.train import TrainingImages, compile_model
 
 METRICS = {"train_loss", "train_acc", "test_acc", "lr"}
@@ -137,7 +137,7 @@ def test_compile_without_a_compiler_names_the_param(monkeypatch):
 
 
 def test_train_bench_prints_both_settings(project):
-    out = run([sys.executable, "-m", "stages.train_bench", "--steps", "2", "--warmup", "0"], project).stdout
+    out = run([sys.executable, "-m", "stages.tools.train_bench", "--steps", "2", "--warmup", "0"], project).stdout
     assert "fp32, channels_last, eager" in out
     assert "GEMM peaks" in out and "bf16 torch.mm" in out
     # each setting's share of its roofline: a percentage, not nan

@@ -39,7 +39,7 @@ from icrawler.utils.cached_queue import CachedQueue
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from stages.cleaning import CrawlError, Found
+from stages.sources.cleaning import CrawlError, Found
 from stages.params import BirdClass, BingFilters, BingSource
 
 ENDPOINT_ENV = "BIRDS_BING_ENDPOINT"

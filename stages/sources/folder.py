@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from stages.cleaning import CrawlError, Found
+from stages.sources.cleaning import CrawlError, Found
 
 
 def find_images(folder: Path | str, slugs: list[str]) -> Iterator[Found]:

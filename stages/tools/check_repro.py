@@ -1,10 +1,10 @@
 """Reproducibility check, run as a DVC user would: clone the repository twice into a temporary
 folder, run `dvc repro` in each clone, and compare what the two runs produced.
 
-    python -m stages.check_repro [--tiny] [--set KEY=VALUE ...] [--repo DIR] [TARGET ...]
+    python -m stages.tools.check_repro [--tiny] [--set KEY=VALUE ...] [--repo DIR] [TARGET ...]
     (make check-repro runs it with --tiny)
 
---tiny shrinks params.yaml in both clones to the tests' tiny profile (stages/profiles.py), so
+--tiny shrinks params.yaml in both clones to the tests' tiny profile (stages/tools/profiles.py), so
 the whole pipeline runs in minutes; --set then changes single params (a YAML value, e.g.
 --set train.compile=true). TARGETs go to `dvc repro` and `dvc status` (default: the whole
 pipeline). It fails (exit status 1) when `dvc status` is not clean after a run, or when any
@@ -31,7 +31,7 @@ import yaml
 
 from stages.errors import PipelineError
 from stages.params import ParamError, load_params
-from stages.profiles import tiny
+from stages.tools.profiles import tiny
 
 # Outputs that hold timings, which differ on every run: not compared.
 TIMINGS = ("metrics/*/speed.json", "metrics/report.md", "metrics/speed.png")

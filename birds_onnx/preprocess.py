@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from stages.errors import PipelineError
+from birds_onnx.errors import BirdsOnnxError
 
 
-class ImageError(PipelineError):
+class ImageError(BirdsOnnxError):
     """An image file that cannot be read as a picture."""
 
 
@@ -49,8 +49,10 @@ def open_rgb(path: Path | str, shorter_side: int) -> Image.Image:
             return img if img.mode == "RGB" else img.convert("RGB")
     except FileNotFoundError:
         raise ImageError(f"{path}: no such image file") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: not a readable image ({e})") from None
+    except Exception as e:  # noqa: BLE001 - malformed files make Pillow raise far more than OSError
+        # (IndexError, NotImplementedError, struct.error, ...): whatever it is, this file is unreadable
+        detail = str(e) if isinstance(e, (OSError, SyntaxError)) else f"{type(e).__name__}: {e}"
+        raise ImageError(f"{path}: not a readable image ({detail})") from None
 
 
 def resized_size(size: tuple[int, int], shorter_side: int) -> tuple[int, int]:

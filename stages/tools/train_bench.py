@@ -1,7 +1,7 @@
 """Training speed: img/s of a full training step (forward, backward, optimizer update) at the
 batch size and crop of params.yaml, fp32 eager beside the setting params.yaml chooses.
 
-    python -m stages.train_bench [--steps 10] [--warmup 3] [--batch-size N] [--compare-compile]
+    python -m stages.tools.train_bench [--steps 10] [--warmup 3] [--batch-size N] [--compare-compile]
     (make bench-train)
 
 Both settings run in one process with the training stage's own functions, and take turns step
@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from stages.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
+from stages.tools.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
 from stages.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.model import build_model
 from stages.params import Train, load_params
-from stages.preprocess import PreprocessSpec
+from birds_onnx.preprocess import PreprocessSpec
 from stages.train import TrainingImages, configure_torch, make_optimizer, prepare_model, train_step, use_bf16
 
 GEMM_RUNS = 10

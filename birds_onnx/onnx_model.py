@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from stages.errors import PipelineError
-from stages.preprocess import PreprocessSpec
+from birds_onnx.errors import BirdsOnnxError
+from birds_onnx.preprocess import PreprocessSpec
 
 # Keys of the model's metadata_props; values are JSON.
 META_CLASSES = "birds_onnx.classes"
 META_PREPROCESS = "birds_onnx.preprocess"
 
 
-class ModelError(PipelineError):
+class ModelError(BirdsOnnxError):
     """A model file that is missing, broken or not one of ours."""
 
 
@@ -25,7 +25,7 @@ def session_options(threads: int) -> ort.SessionOptions:
     """All graph optimisations, `threads` threads for one operator, no parallel operators:
     the same CPU budget that torch gets in a comparison.
 
-    Measured on a 2-core CPU at batch 1 (see stages/bench.py): ORT_ENABLE_ALL, whose layout
+    Measured on a 2-core CPU at batch 1 (see stages/tools/bench.py): ORT_ENABLE_ALL, whose layout
     passes run fp32 convolutions in blocked NCHWc and int8 ones in NHWC, is 1.5x (fp32) and
     2x (int8) faster than ORT_ENABLE_EXTENDED. ORT's default of spinning worker threads is kept:
     an int8 image is ~70 short parallel loops, and waking sleeping threads for each cost ~8%;

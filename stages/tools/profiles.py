@@ -1,5 +1,5 @@
 """Small profiles of params.yaml: the whole pipeline in seconds, for the tests and for the
-reproducibility check (stages/check_repro.py), which must run the same small pipeline."""
+reproducibility check (stages/tools/check_repro.py), which must run the same small pipeline."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""benchmark: each format's model-only speed at batch 1, beside this CPU's fp32 limit.
+"""benchmark: each format's model-only speed at batch 1, beside this CPU's fp32 limit, and
+its end-to-end throughput when the predictor streams a folder.
 
-    python -m stages.bench                      # or: make bench
-    python -m stages.bench --epochs 50 --runs 200 --threads 2
+    python -m stages.tools.bench                      # or: make bench
+    python -m stages.tools.bench --epochs 50 --runs 200 --threads 2
 
 Models: the pipeline's models/eN/ (the last train.epochs setting whose three files exist, or
 --epochs), else a freshly initialised ResNet50 with params.yaml's classes and preprocessing,
@@ -11,7 +12,7 @@ depend on what the weights learned; the output says which models were used.
 Protocol:
 - one process; PyTorch, ONNX Runtime and the GEMM probes all get the same thread count
   (evaluate.threads unless --threads);
-- inputs: synthetic bird pictures through stages.preprocess, batch 1, a different image each run;
+- inputs: synthetic bird pictures through birds_onnx.preprocess, batch 1, a different image each run;
 - per format: --warmup untimed runs, then --runs timed runs, in --rounds rounds that take turns
   across formats and GEMM probes, so a burst of load from other processes falls on all alike;
 - figures: median and p90 latency of all timed runs; img/s = 1 / median latency; the ratio of
@@ -20,7 +21,12 @@ Protocol:
   Runtime, the faster; each the fastest of 2 runs per round, as load can only slow a run down)
   divided by the model's FLOPs per image at the crop size (counted by torch's FlopCounterMode)
   is the most img/s any fp32 implementation could reach here. int8 arithmetic is not bound by
-  it (int8 exceeds 100%): its own roofline comes from ONNX Runtime's uint8 x int8 GEMM peak.
+  it (int8 exceeds 100%): its own roofline comes from ONNX Runtime's uint8 x int8 GEMM peak;
+- throughput: model-only img/s at batch 8 (median of timed runs, interleaved like the rest),
+  beside the streaming predictor end to end (files -> decoder threads -> batches of 8 -> model,
+  as `birds-predict` runs) over the 45 test images (mean of --rounds passes) and over a folder
+  of --folder-images synthetic pictures (one pass); the ratio streaming / batch 8 says how much
+  of the model's batch speed survives decoding and preprocessing.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import argparse
 import itertools
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,14 +49,17 @@ from stages.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.export import export_onnx, metadata, quantize_int8
 from stages.formats import MODEL_FILES, load_classifier, model_dir, model_path
+from stages.manifest import SPLIT_DIR, read_split
 from stages.model import build_model, save_checkpoint
-from stages.onnx_model import session_options
+from birds_onnx.onnx_model import session_options
 from stages.params import Params, load_params
-from stages.preprocess import preprocess_batch
-from stages.synthetic import synthesize
+from birds_onnx.preprocess import preprocess_batch
+from birds_onnx.stream import classify_stream
+from stages.sources.synthetic import synthesize
 
 GEMM_SIZE = 2048  # large enough for every library's kernel to run at full speed
 GEMM_RUNS_PER_ROUND = 2
+THROUGHPUT_BATCH = 8  # the batch the streaming predictor runs by default
 
 
 def ort_gemm(op: str, a: np.ndarray, b: np.ndarray, out: np.dtype, threads: int):
@@ -96,13 +106,21 @@ def flops_per_image(model: torch.nn.Module, crop: int) -> float:
     return float(counter.get_total_flops())
 
 
-def synthetic_images(params: Params, count: int, folder: Path) -> list[Path]:
+def synthetic_images(params: Params, count: int, folder: Path, seed: int | None = None) -> list[Path]:
     cfg = params.crawl.synthetic
+    folder.mkdir(exist_ok=True)
     paths = []
-    for slug, index, data in synthesize(params.slugs, count, params.seed, size_range=(cfg.min_size, cfg.max_size)):
+    for slug, index, data in synthesize(params.slugs, count, params.seed if seed is None else seed, size_range=(cfg.min_size, cfg.max_size)):
         paths.append(folder / f"{slug}_{index:03d}.jpg")
         paths[-1].write_bytes(data)
     return paths
+
+
+def test_images(fallback: list[Path]) -> tuple[list[Path], str]:
+    """The pipeline's test split when it is built, else the first 45 of `fallback`."""
+    if (SPLIT_DIR / "test.csv").is_file():
+        return [e.path for e in read_split("test")], f"the pipeline's {SPLIT_DIR / 'test.csv'}"
+    return fallback[:45], f"{len(fallback[:45])} synthetic pictures (no pipeline test split in this checkout)"
 
 
 def pipeline_models(params: Params, epochs: int | None) -> Path | None:
@@ -143,6 +161,51 @@ def take_turns(calls: dict[str, tuple[Callable, int, int]], rounds: int) -> dict
     return {name: np.concatenate(s) for name, s in seconds.items()}
 
 
+def streaming_img_per_s(classifier, paths: list[Path], batch_size: int, workers: int) -> float:
+    """Images per second of the predictor's streaming mode over `paths`, end to end."""
+    started = time.perf_counter()
+    for _, result in classify_stream(classifier, classifier.spec, paths, batch_size, workers):
+        if isinstance(result, Exception):
+            raise SystemExit(f"bench: {result}")
+    return len(paths) / (time.perf_counter() - started)
+
+
+def throughput(classifiers: dict, images: np.ndarray, test_paths: list[Path], folder: list[Path], args) -> dict[str, dict]:
+    """Per format: model-only img/s at batch 8 and streaming img/s over the test images (formats
+    taking turns, --rounds times) and over the folder (once, at the end)."""
+    batch = images[np.arange(THROUGHPUT_BATCH) % len(images)]
+    calls = {fmt: (lambda c=c: c(batch), 1, max(2, args.runs // (THROUGHPUT_BATCH * args.rounds))) for fmt, c in classifiers.items()}
+    per_batch, streamed = {fmt: [] for fmt in classifiers}, {fmt: [] for fmt in classifiers}
+    for _ in range(args.rounds):
+        for fmt, seconds in take_turns(calls, 1).items():
+            per_batch[fmt].append(seconds)
+        for fmt, c in classifiers.items():
+            streamed[fmt].append(streaming_img_per_s(c, test_paths, THROUGHPUT_BATCH, args.threads))
+    figures = {}
+    for fmt, c in classifiers.items():
+        figures[fmt] = {
+            "batch 8": THROUGHPUT_BATCH / float(np.median(np.concatenate(per_batch[fmt]))),
+            "test": float(np.mean(streamed[fmt])),
+            "folder": streaming_img_per_s(c, folder, THROUGHPUT_BATCH, args.threads) if folder else float("nan"),
+        }
+    return figures
+
+
+def throughput_table(figures: dict[str, dict], seconds: dict[str, np.ndarray], n_test: int, n_folder: int) -> str:
+    lines = [
+        f"| format | model-only batch 1 | model-only batch {THROUGHPUT_BATCH} | streaming, {n_test} test images "
+        f"| streaming, {n_folder}-image folder | streaming / batch {THROUGHPUT_BATCH} (test; folder) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fmt, f in figures.items():
+        b8 = f["batch 8"]
+        lines.append(
+            f"| {fmt} | {1 / np.median(seconds[fmt]):.1f} | {b8:.1f} | {f['test']:.1f} | {f['folder']:.1f} "
+            f"| {f['test'] / b8:.0%}; {f['folder'] / b8:.0%} |"
+        )
+    return "\n".join(lines)
+
+
 def table(seconds: dict[str, np.ndarray], fp32_roofline: float) -> str:
     base = 1 / np.median(seconds["pth"])
     lines = [
@@ -161,20 +224,21 @@ def table(seconds: dict[str, np.ndarray], fp32_roofline: float) -> str:
 def main() -> None:
     params = load_params()
     parser = argparse.ArgumentParser(
-        prog="python -m stages.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m stages.tools.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--epochs", type=int, help="time models/eN (default: the last setting that is built)")
     parser.add_argument("--threads", type=int, default=params.evaluate.threads)
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per format and round")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per format")
     parser.add_argument("--rounds", type=int, default=5, help="turns the formats take")
+    parser.add_argument("--folder-images", type=int, default=500, help="size of the streamed folder (0: skip it)")
     args = parser.parse_args()
-    if min(args.threads, args.runs, args.rounds) < 1 or args.warmup < 0:
-        parser.error("--threads, --runs and --rounds must be at least 1, --warmup at least 0")
+    if min(args.threads, args.runs, args.rounds) < 1 or min(args.warmup, args.folder_images) < 0:
+        parser.error("--threads, --runs and --rounds must be at least 1, --warmup and --folder-images at least 0")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = synthetic_images(params, params.export.int8.calibration_images, tmp)
+        paths = synthetic_images(params, max(45, params.export.int8.calibration_images), tmp)
         folder = pipeline_models(params, args.epochs)
         if folder is None:
             source = "a freshly initialised ResNet50 (no pipeline models in models/eN), exported and quantised here"
@@ -189,8 +253,11 @@ def main() -> None:
         calls = {fmt: (batch_of_one(c, images), args.warmup, per_round) for fmt, c in classifiers.items()}
         probes = gemm_probes(args.threads)
         calls |= {name: (probe, 1, GEMM_RUNS_PER_ROUND) for name, probe in probes.items()}
+        test_paths, test_source = test_images(paths)
+        folder_paths = synthetic_images(params, args.folder_images, tmp / "folder", seed=params.seed + 1)
         load_before = os.getloadavg()[0]
         seconds = take_turns(calls, args.rounds)
+        figures = throughput(classifiers, images, test_paths, folder_paths, args)
         load_after = os.getloadavg()[0]
 
     # the fastest product is the peak: load from elsewhere can only slow a run down
@@ -213,6 +280,10 @@ def main() -> None:
     print(table(seconds, fp32_roofline))
     print()
     print(f"onnx-int8 reaches {1 / np.median(seconds['onnx-int8']) / int8_roofline:.0%} of the int8 roofline.")
+    print()
+    print(f"throughput, img/s: batches of {THROUGHPUT_BATCH}; streaming = files -> {args.threads} decoder threads -> "
+          f"model, end to end; test images: {test_source}")
+    print(throughput_table(figures, seconds, len(test_paths), len(folder_paths)))
 
 
 if __name__ == "__main__":
