@@ -1,7 +1,8 @@
 # Two commands set up everything on a fresh machine: `make repro` and `make test`.
 PYTHON ?= python3
 VENV   ?= .venv
-BIN    := $(abspath $(VENV))/bin
+# No $(abspath): make splits words on spaces, and the checkout's path may have some. Quoted below.
+BIN    := $(CURDIR)/$(VENV)/bin
 
 # DVC stages call `python`: the venv's interpreter must come first on PATH.
 export PATH := $(BIN):$(PATH)
@@ -13,13 +14,14 @@ setup: $(VENV)/.installed
 # The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
 # an editable install, so the stages and the command run the checkout's code.
 $(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $@
+	test -x "$(BIN)/python" || $(PYTHON) -m venv "$(VENV)"
+	"$(BIN)/python" -m pip install --quiet -r requirements.txt -c requirements.lock
+	"$(BIN)/python" -m pip install --quiet --no-deps -e .
+	touch "$@"
 
+# ARGS: what to pass on, e.g. `make repro ARGS=train@20` (one stage and what it needs)
 repro: setup
-	dvc repro
+	dvc repro $(ARGS)
 
 test: setup
 	python -m pytest

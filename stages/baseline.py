@@ -23,6 +23,8 @@ from stages.params import load_params
 
 _BINS = 4  # histogram bins per channel: 4 x 4 x 4 = 64 colour cells
 
+PARAMS = ("seed",)  # the params this stage reads: dvc.yaml lists the same keys
+
 
 def colour_features(image: Image.Image, kind: str) -> np.ndarray:
     """`mean`: mean R, G, B in 0..1 (3 numbers).
@@ -59,7 +61,7 @@ def colour_baseline(train: list[tuple[str | os.PathLike, str]], test: list[tuple
 
 
 def main() -> None:
-    seed = load_params().seed
+    seed = load_params(*PARAMS).seed
     train, test = ([(e.path, e.label) for e in read_split(name)] for name in ("train", "test"))
     scores = {kind: round(colour_baseline(train, test, kind, seed), 6) for kind in ("mean", "histogram")}
     write_json("metrics/baseline.json", {"colour_only_accuracy": scores})

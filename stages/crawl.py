@@ -24,6 +24,8 @@ from stages.params import Params, load_params
 from stages.split import SplitError, check_enough
 from stages.sources.synthetic import synthesize
 
+PARAMS = ("seed", "classes", "crawl", "split")  # the params this stage reads: dvc.yaml lists the same keys
+
 
 def synthetic_images(params: Params) -> Iterator[Found]:
     cfg = params.crawl.synthetic
@@ -61,7 +63,7 @@ def reject_rows(cleaned: Cleaned, keywords: dict[str, str]) -> list[dict]:
 
 
 def main() -> None:
-    params = load_params()
+    params = load_params(*PARAMS)
     cleaned = clean(find_images(params), params.crawl.min_side, params.crawl.near_duplicate_distance)
     print(f"crawl: images per class from source {params.crawl.source}")
     print(cleaned.summary(params.slugs))

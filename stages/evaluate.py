@@ -26,6 +26,8 @@ from stages.params import Evaluate, load_params
 from birds_onnx.preprocess import preprocess, preprocess_batch
 from birds_onnx.stream import classify_stream
 
+PARAMS = ("evaluate",)  # the params this stage reads: dvc.yaml lists the same keys
+
 
 def predict_one_by_one(classifier, paths: list[Path]) -> np.ndarray:
     """The article's loop: load, preprocess and classify one image at a time. Returns labels."""
@@ -94,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, required=True)
     args = parser.parse_args()
-    params = load_params()
+    params = load_params(*PARAMS)
     cfg = params.evaluate
     test = read_split("test")
     paths = [e.path for e in test]

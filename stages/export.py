@@ -38,6 +38,8 @@ CALIBRATION_METHODS = {
     "percentile": CalibrationMethod.Percentile,
 }
 
+PARAMS = ("export", "evaluate.threads")  # the params this stage reads: dvc.yaml lists the same keys
+
 
 def export_onnx(model: torch.nn.Module, classes: list[str], spec: PreprocessSpec, opset: int, dest: Path) -> None:
     """Export with a dynamic batch dimension, weights inside the file, and the class names and
@@ -144,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, required=True)
     args = parser.parse_args()
-    params = load_params()
+    params = load_params(*PARAMS)
     threads, int8 = params.evaluate.threads, params.export.int8
     torch_model = TorchClassifier(model_path(args.epochs, "pth"), threads)
     classes, spec = torch_model.classes, torch_model.spec

@@ -1,138 +1,234 @@
-"""params.yaml, loaded once and checked: a bad value fails with the key that holds it.
+"""params.yaml, loaded once and checked completely: a bad value fails with the key that holds it.
 
-Each section is a frozen dataclass. Its fields are the allowed keys, their annotations the
-allowed types (``Literal`` for a fixed set of words), their defaults the optional ones.
+Each section is a pydantic model: its fields are the allowed keys (`extra="forbid"`), their
+annotations the allowed types (strict: no "3" for 3, no true for 1) and ranges, their defaults
+the optional keys; model validators check what spans several keys. Pydantic's first error
+becomes one line that names the key (`train.lr must be positive, got -1`).
+
+A stage loads params with the keys it reads, `load_params(*PARAMS)`, and gets a view that
+refuses any other key: what a stage reads is what it declares, and tests/test_dvc_graph.py
+checks that dvc.yaml lists exactly those keys as the stage's params.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.errors import PipelineError
 from birds_onnx.preprocess import PreprocessSpec
+from stages.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
+
+Positive = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[int, Field(ge=0)]
 
 
 class ParamError(PipelineError):
     """A value in params.yaml is missing, unknown or of the wrong kind."""
 
 
-@dataclass(frozen=True)
-class BirdClass:
-    slug: str  # folder name and label: ASCII, no spaces
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class BirdClass(Section):
+    slug: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]  # folder name and label
     keyword: str  # the search term the article used (Japanese)
 
 
-@dataclass(frozen=True)
-class SyntheticSource:
-    total_images: int = 190
-    min_size: int = 180
-    max_size: int = 480
+class SyntheticSource(Section):
+    total_images: Positive = 190
+    min_size: Positive = 180
+    max_size: Positive = 480
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if self.max_size < self.min_size:
+            raise ValueError("crawl.synthetic.max_size must be >= crawl.synthetic.min_size")
+        return self
 
 
-@dataclass(frozen=True)
-class BingFilters:
+class BingFilters(Section):
     """Bing's own search filters, as icrawler's BingFeeder names them; `any` leaves one out."""
 
     type: Literal["any", "photo", "clipart", "linedrawing", "transparent", "animated"] = "any"
-    size: str = "any"  # any | small | medium | large | extralarge | >WxH (at least W by H pixels)
+    size: Annotated[str, Field(pattern=r"^(any|small|medium|large|extralarge|>\d+x\d+)$")] = "any"
     license: Literal[
         "any", "creativecommons", "publicdomain", "noncommercial", "commercial", "noncommercial,modify", "commercial,modify"
     ] = "any"
 
 
-@dataclass(frozen=True)
-class BingSource:
-    max_num: int = 30  # images downloaded per class (before cleaning), one search per class keyword
-    filters: BingFilters = field(default_factory=BingFilters)
-    endpoint: str = "https://www.bing.com/images/async"  # the environment variable BIRDS_BING_ENDPOINT overrides it
-    timeout_s: float = 10.0  # per request, for result pages and images alike
-    retries: int = 2  # further tries after a connection error, a timeout or an HTTP 5xx/429
+class BingSource(Section):
+    max_num: Positive = 30  # images downloaded per class (before cleaning), one search per class keyword
+    filters: BingFilters = BingFilters()
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^/]+")] = "https://www.bing.com/images/async"
+    timeout_s: PositiveFloat = 10.0  # per request, for result pages and images alike
+    retries: NonNegative = 2  # further tries after a connection error, a timeout or an HTTP 5xx/429
 
 
-@dataclass(frozen=True)
-class FolderSource:
+class FolderSource(Section):
     path: str = ""  # a folder holding one sub-folder of images per class slug
 
 
-@dataclass(frozen=True)
-class Crawl:
+class Crawl(Section):
     source: Literal["synthetic", "bing", "folder"] = "synthetic"
-    min_side: int = 100  # images whose shorter side is below this are rejected
-    near_duplicate_distance: int = 4  # perceptual-hash bits (of 64) within which two images are one
-    synthetic: SyntheticSource = field(default_factory=SyntheticSource)
-    bing: BingSource = field(default_factory=BingSource)
-    folder: FolderSource = field(default_factory=FolderSource)
+    min_side: Positive = 100  # images whose shorter side is below this are rejected
+    near_duplicate_distance: Annotated[int, Field(ge=0, le=32)] = 4  # perceptual-hash bits (of 64)
+    synthetic: SyntheticSource = SyntheticSource()
+    bing: BingSource = BingSource()
+    folder: FolderSource = FolderSource()
+
+    @model_validator(mode="after")
+    def _source(self):
+        if self.source == "folder" and not self.folder.path:
+            raise ValueError("crawl.folder.path must name a folder of <class slug>/<images> when crawl.source is folder")
+        if self.source == "synthetic" and self.synthetic.min_size < self.min_side:
+            raise ValueError(
+                f"crawl.synthetic.min_size ({self.synthetic.min_size}) must be >= crawl.min_side ({self.min_side}), "
+                "or the cleaning would reject the small synthetic images"
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class Split:
-    train: int = 145
-    test: int = 45
+class Split(Section):
+    train: Positive = 145
+    test: Positive = 45
 
 
-@dataclass(frozen=True)
-class Train:
-    epochs: tuple[int, ...] = (20, 50)
+class Preprocess(Section):
+    resize: Positive = 256  # shorter side
+    crop: Positive = 224
+    mean: Annotated[list[float], Field(min_length=3, max_length=3)] = [0.485, 0.456, 0.406]
+    std: Annotated[list[PositiveFloat], Field(min_length=3, max_length=3)] = [0.229, 0.224, 0.225]
+
+    @model_validator(mode="after")
+    def _crop_fits(self):
+        if self.resize < self.crop:
+            raise ValueError(f"preprocess.resize ({self.resize}) must be >= preprocess.crop ({self.crop})")
+        return self
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        """The runtime's definition of preprocessing, which every format and the predictor use."""
+        return PreprocessSpec(self.resize, self.crop, tuple(self.mean), tuple(self.std))
+
+
+class Train(Section):
+    epochs: Annotated[list[Positive], Field(min_length=1)] = [20, 50]
     pretrained: Literal["none", "imagenet"] = "none"
-    batch_size: int = 16
-    lr: float = 0.001
-    weight_decay: float = 0.0001
-    min_crop_scale: float = 0.35
+    batch_size: Positive = 16
+    lr: PositiveFloat = 0.001
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0001
+    min_crop_scale: Annotated[float, Field(gt=0, le=1)] = 0.35
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
-    threads: int = 2
+    threads: Positive = 2
+
+    @field_validator("epochs")
+    @classmethod
+    def _unique(cls, epochs):
+        return unique(epochs, "train.epochs")
 
 
-@dataclass(frozen=True)
-class Int8:
-    calibration_images: int = 145  # training-split images that set the activation ranges
+class Int8(Section):
+    calibration_images: Positive = 145  # training-split images that set the activation ranges
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
 
 
-@dataclass(frozen=True)
-class Export:
-    opset: int = 18
-    int8: Int8 = field(default_factory=Int8)
+class Export(Section):
+    opset: Annotated[int, Field(ge=18, le=23)] = 18  # what torch's ONNX exporter and onnx both support
+    int8: Int8 = Int8()
 
 
-@dataclass(frozen=True)
-class Evaluate:
-    formats: tuple[Literal["pth", "onnx", "onnx-int8"], ...] = ("pth", "onnx", "onnx-int8")
-    threads: int = 2
-    passes: int = 3  # the article's figure is the mean of 3 passes over the test set
-    warmup: int = 5
-    timed_runs: int = 30
-    batch_size: int = 8  # for the throughput-at-batch figure
-    required_img_per_s: float = 5.0  # the article's requirement: 5 images per second
+class Evaluate(Section):
+    formats: Annotated[list[Literal["pth", "onnx", "onnx-int8"]], Field(min_length=1)] = ["pth", "onnx", "onnx-int8"]
+    threads: Positive = 2
+    passes: Positive = 3  # the article's figure is the mean of 3 passes over the test set
+    warmup: NonNegative = 5
+    timed_runs: Positive = 30
+    batch_size: Positive = 8  # for the throughput-at-batch figure
+    required_img_per_s: PositiveFloat = 5.0  # the article's requirement: 5 images per second
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, formats):
+        if "pth" not in formats:
+            raise ValueError("evaluate.formats must include pth: every format is compared with it")
+        return unique(formats, "evaluate.formats")
 
 
-@dataclass(frozen=True)
-class Params:
-    seed: int
-    classes: tuple[BirdClass, ...]
-    crawl: Crawl = field(default_factory=Crawl)
-    split: Split = field(default_factory=Split)
-    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
-    train: Train = field(default_factory=Train)
-    export: Export = field(default_factory=Export)
-    evaluate: Evaluate = field(default_factory=Evaluate)
+class Params(Section):
+    seed: NonNegative
+    classes: Annotated[list[BirdClass], Field(min_length=2)]
+    crawl: Crawl = Crawl()
+    split: Split = Split()
+    preprocess: Preprocess = Preprocess()
+    train: Train = Train()
+    export: Export = Export()
+    evaluate: Evaluate = Evaluate()
 
     @property
     def slugs(self) -> list[str]:
         return [c.slug for c in self.classes]
 
+    @field_validator("classes")
+    @classmethod
+    def _distinct_slugs(cls, classes):
+        slugs = [c.slug for c in classes]
+        repeated = next((s for s in slugs if slugs.count(s) > 1), None)
+        if repeated:
+            raise ValueError(f"classes: slug {repeated!r} appears twice")
+        return classes
 
-def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    @model_validator(mode="after")
+    def _across_sections(self):
+        if self.train.batch_size > self.split.train:
+            raise ValueError(f"train.batch_size ({self.train.batch_size}) must be <= split.train ({self.split.train})")
+        if self.export.int8.calibration_images > self.split.train:
+            raise ValueError(
+                f"export.int8.calibration_images ({self.export.int8.calibration_images}) must be <= split.train "
+                f"({self.split.train}): calibration uses training images only"
+            )
+        return self
+
+
+def unique(values: list, key: str) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{key} has a repeated value: {values}")
+    return values
+
+
+class DeclaredParams:
+    """A view of Params that lets a stage read only the keys it declared: a declared section
+    (`train`) or key (`train.lr`) reads as usual, anything else raises ParamError. Properties
+    (`slugs`) are computed through the view, so they need the keys they read declared too."""
+
+    def __init__(self, value, declared: frozenset[str], prefix: str = ""):
+        self._value, self._declared, self._prefix = value, declared, prefix
+
+    def __getattr__(self, name: str):
+        key = self._prefix + name
+        attribute = getattr(type(self._value), name, None)
+        if isinstance(attribute, property):
+            return attribute.fget(self)
+        if key in self._declared:
+            return getattr(self._value, name)
+        if any(d.startswith(key + ".") for d in self._declared):
+            return DeclaredParams(getattr(self._value, name), self._declared, key + ".")
+        raise ParamError(f"this stage reads {key} but does not declare it: add it to the stage's PARAMS and its params in dvc.yaml")
+
+
+def load_params(*reads: str, path: Path | str = PARAMS_FILE) -> Params:
+    """params.yaml, validated whole. With `reads` (dotted keys: `seed`, `train`, `train.lr`), a
+    view that allows only those keys; without, all of it (tools and tests)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -140,127 +236,66 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
         raise ParamError(f"{path} not found (run from the project root)") from None
     except yaml.YAMLError as e:
         raise ParamError(f"{path} is not valid YAML: {e}") from None
-    params = _build(Params, raw, key="")
-    _check_ranges(params)
-    return params
+    if not isinstance(raw, dict):
+        raise ParamError(f"{path} must be a mapping of keys to values, got {raw!r}")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as e:
+        raise ParamError(error_message(e)) from None
+    return DeclaredParams(params, frozenset(reads)) if reads else params  # type: ignore[return-value]
 
 
-def _build(cls, value, key: str):
-    """Turn `value` (parsed YAML) into an instance of `cls`, naming `key` on any mismatch."""
-    where = key or "params.yaml"
-    if not isinstance(value, dict):
-        raise ParamError(f"{where} must be a mapping, got {value!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        raise ParamError(f"unknown key {_join(key, unknown[0])}; allowed: {', '.join(fields)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, f in fields.items():
-        if name in value:
-            kwargs[name] = _convert(hints[name], value[name], _join(key, name))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ParamError(f"missing key {_join(key, name)}")
-    return cls(**kwargs)
+TYPE_NAMES = {"int_type": "int", "float_type": "float", "bool_type": "bool", "string_type": "str", "list_type": "a list"}
 
 
-def _convert(hint, value, key: str):
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)
-    if origin is tuple:
-        if not isinstance(value, list) or not value:
-            raise ParamError(f"{key} must be a non-empty list, got {value!r}")
-        return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is Literal:
-        if value not in args:
-            raise ParamError(f"{key} must be one of {', '.join(map(str, args))}; got {value!r}")
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, hint) or isinstance(value, bool) and hint is not bool:
-        raise ParamError(f"{key} must be {hint.__name__}, got {value!r}")
-    return value
+def error_message(error: ValidationError) -> str:
+    """Pydantic's first error as one line that names the key; unknown and missing keys first."""
+    errors = sorted(error.errors(), key=lambda e: {"extra_forbidden": 0, "missing": 1}.get(e["type"], 2))
+    e = errors[0]
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in e["loc"]).lstrip(".")
+    kind, ctx, got = e["type"], e.get("ctx", {}), e.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown key {key}; allowed: {', '.join(allowed_keys(e['loc'][:-1]))}"
+    if kind == "missing":
+        return f"missing key {key}"
+    if kind == "value_error":
+        return str(ctx["error"])
+    if kind in TYPE_NAMES:
+        return f"{key} must be {TYPE_NAMES[kind]}, got {got!r}"
+    if kind == "literal_error":  # ctx: "'none' or 'imagenet'"
+        return f"{key} must be one of {', '.join(re.findall(QUOTED, ctx['expected']))}; got {got!r}"
+    if kind == "greater_than" and ctx["gt"] == 0:
+        return f"{key} must be positive, got {got!r}"
+    if kind == "greater_than_equal":
+        return f"{key} must be at least {ctx['ge']:g}, got {got!r}"
+    if kind == "less_than_equal":
+        return f"{key} must be at most {ctx['le']:g}, got {got!r}"
+    if kind in ("too_short", "too_long") and key.endswith(("mean", "std")):
+        return f"{key} must list 3 numbers (R, G, B), got {got!r}"
+    if kind == "too_short":
+        return f"{key} must be a list of at least {ctx['min_length']}, got {got!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{key} {PATTERN_HINTS.get(key.split('.')[-1], 'has the wrong form')}, got {got!r}"
+    if kind == "model_type":
+        return f"{key or 'params.yaml'} must be a mapping, got {got!r}"
+    return f"{key}: {e['msg'].lower()}, got {got!r}"
 
 
-def _check_ranges(p: Params) -> None:
-    """Checks that types alone cannot express."""
-    slugs = p.slugs
-    for i, slug in enumerate(slugs):
-        if not slug or not slug.isascii() or not slug.replace("_", "").replace("-", "").isalnum():
-            raise ParamError(f"classes[{i}].slug must be ASCII letters, digits, '_' or '-'; got {slug!r}")
-    duplicate = next((s for s in slugs if slugs.count(s) > 1), None)
-    if duplicate:
-        raise ParamError(f"classes: slug {duplicate!r} appears twice")
-    if len(slugs) < 2:
-        raise ParamError("classes must list at least 2 classes")
-    positive = {
-        "crawl.synthetic.total_images": p.crawl.synthetic.total_images,
-        "crawl.synthetic.min_size": p.crawl.synthetic.min_size,
-        "crawl.min_side": p.crawl.min_side,
-        "crawl.bing.max_num": p.crawl.bing.max_num,
-        "crawl.bing.timeout_s": p.crawl.bing.timeout_s,
-        "split.train": p.split.train,
-        "split.test": p.split.test,
-        "preprocess.crop": p.preprocess.crop,
-        "train.batch_size": p.train.batch_size,
-        "train.lr": p.train.lr,
-        "train.min_crop_scale": p.train.min_crop_scale,
-        "train.threads": p.train.threads,
-        "export.opset": p.export.opset,
-        "export.int8.calibration_images": p.export.int8.calibration_images,
-        "evaluate.threads": p.evaluate.threads,
-        "evaluate.passes": p.evaluate.passes,
-        "evaluate.timed_runs": p.evaluate.timed_runs,
-        "evaluate.batch_size": p.evaluate.batch_size,
-    }
-    positive.update({f"train.epochs[{i}]": e for i, e in enumerate(p.train.epochs)})
-    for key, value in positive.items():
-        if value <= 0:
-            raise ParamError(f"{key} must be positive, got {value}")
-    if p.crawl.synthetic.max_size < p.crawl.synthetic.min_size:
-        raise ParamError("crawl.synthetic.max_size must be >= crawl.synthetic.min_size")
-    _check_crawl(p.crawl)
-    if p.preprocess.resize < p.preprocess.crop:
-        raise ParamError(
-            f"preprocess.resize ({p.preprocess.resize}) must be >= preprocess.crop ({p.preprocess.crop})"
-        )
-    for key in ("mean", "std"):
-        if len(getattr(p.preprocess, key)) != 3:
-            raise ParamError(f"preprocess.{key} must list 3 numbers (R, G, B)")
-    if p.train.batch_size > p.split.train:
-        raise ParamError(f"train.batch_size ({p.train.batch_size}) must be <= split.train ({p.split.train})")
-    if len(set(p.train.epochs)) != len(p.train.epochs):
-        raise ParamError(f"train.epochs has a repeated value: {list(p.train.epochs)}")
-    if p.export.int8.calibration_images > p.split.train:
-        raise ParamError(
-            f"export.int8.calibration_images ({p.export.int8.calibration_images}) must be <= split.train ({p.split.train}): "
-            "calibration uses training images only"
-        )
-    if len(set(p.evaluate.formats)) != len(p.evaluate.formats):
-        raise ParamError(f"evaluate.formats has a repeated value: {list(p.evaluate.formats)}")
-    if "pth" not in p.evaluate.formats:
-        raise ParamError("evaluate.formats must include pth: every format is compared with it")
+QUOTED = r"'([^']*)'"
+PATTERN_HINTS = {
+    "slug": "must be ASCII letters, digits, '_' or '-'",
+    "size": "must be any, small, medium, large, extralarge or >WxH",
+    "endpoint": "must be an http(s) URL",
+}
 
 
-def _check_crawl(c: Crawl) -> None:
-    if not 0 <= c.near_duplicate_distance <= 32:
-        raise ParamError(f"crawl.near_duplicate_distance must be 0 to 32 (bits of 64), got {c.near_duplicate_distance}")
-    if c.bing.retries < 0:
-        raise ParamError(f"crawl.bing.retries must be 0 or more, got {c.bing.retries}")
-    size = c.bing.filters.size
-    if size not in ("any", "small", "medium", "large", "extralarge") and not re.fullmatch(r">\d+x\d+", size):
-        raise ParamError(f"crawl.bing.filters.size must be any, small, medium, large, extralarge or >WxH; got {size!r}")
-    if not re.match(r"https?://[^/]+", c.bing.endpoint):
-        raise ParamError(f"crawl.bing.endpoint must be an http(s) URL, got {c.bing.endpoint!r}")
-    if c.source == "folder" and not c.folder.path:
-        raise ParamError("crawl.folder.path must name a folder of <class slug>/<images> when crawl.source is folder")
-    if c.source == "synthetic" and c.synthetic.min_size < c.min_side:
-        raise ParamError(
-            f"crawl.synthetic.min_size ({c.synthetic.min_size}) must be >= crawl.min_side ({c.min_side}), "
-            "or the cleaning would reject the small synthetic images"
-        )
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+def allowed_keys(loc: tuple) -> list[str]:
+    """The field names of the section at `loc` (list indexes skipped)."""
+    model = Params
+    for part in loc:
+        if isinstance(part, str):
+            annotation = model.model_fields[part].annotation
+            while typing.get_origin(annotation) in (list, Annotated):
+                annotation = typing.get_args(annotation)[0]
+            model = annotation
+    return list(model.model_fields)

@@ -21,6 +21,8 @@ from stages.params import load_params
 REPORT = Path("metrics/report.md")
 CHART = Path("metrics/speed.png")
 
+PARAMS = ("train.epochs",)  # the params this stage reads: dvc.yaml lists the same keys
+
 
 def load_results(epochs: list[int]) -> dict[int, tuple[dict, dict]]:
     results = {}
@@ -97,7 +99,7 @@ def plot_speeds(results: dict[int, tuple[dict, dict]], dest: Path) -> None:
 
 
 def main() -> None:
-    params = load_params()
+    params = load_params(*PARAMS)
     results = load_results(list(params.train.epochs))
     write_text(REPORT, render_markdown(results))
     plot_speeds(results, CHART)

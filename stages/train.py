@@ -31,6 +31,12 @@ from stages.model import build_model, save_checkpoint
 from stages.params import ParamError, Train, load_params
 from birds_onnx.preprocess import PreprocessSpec, load_rgb, preprocess_batch
 
+# the params this stage reads: dvc.yaml lists the same keys (train.epochs comes as --epochs)
+PARAMS = (
+    "seed", "classes", "preprocess", "train.pretrained", "train.batch_size", "train.lr", "train.weight_decay",
+    "train.min_crop_scale", "train.device", "train.precision", "train.compile", "train.threads",
+)
+
 
 def cpu_has_bf16() -> bool:
     """bf16 is only faster where the CPU computes it natively (AMX or AVX512-BF16)."""
@@ -175,7 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, required=True)
     args = parser.parse_args()
-    params = load_params()
+    params = load_params(*PARAMS)
     cfg = params.train
     classes = params.slugs
     checkpoint = model_path(args.epochs, "pth")
@@ -183,8 +189,8 @@ def main() -> None:
     checkpoint.unlink(missing_ok=True)
 
     device, bf16 = configure_torch(cfg)
-    data = TrainingImages.load(read_split("train"), classes, params.preprocess, cfg.min_crop_scale)
-    test_x, test_y = (t.to(device) for t in load_test_set(classes, params.preprocess))
+    data = TrainingImages.load(read_split("train"), classes, params.preprocess.spec, cfg.min_crop_scale)
+    test_x, test_y = (t.to(device) for t in load_test_set(classes, params.preprocess.spec))
     torch.manual_seed(params.seed)  # the new head's initial weights (and all of them for pretrained: none)
     model, forward = prepare_model(len(classes), cfg, device)  # `forward` shares the weights of `model`
     optimizer = make_optimizer(model, cfg)
@@ -222,7 +228,7 @@ def main() -> None:
             print(f"epoch {epoch}/{args.epochs}: loss {loss_sum / seen:.4f}  train acc {correct / seen:.3f}  "
                   f"test acc {test_acc:.3f}  {img_per_s:.1f} img/s", flush=True)
 
-    save_checkpoint(checkpoint, model, classes, params.preprocess, epochs=args.epochs)
+    save_checkpoint(checkpoint, model, classes, params.preprocess.spec, epochs=args.epochs)
     print(f"train: saved {checkpoint}")
 
 

@@ -58,8 +58,8 @@ def test_tiny_profile_and_overrides_go_into_params_and_bad_keys_are_named(tmp_pa
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     adjust_params(params, shrink=True, overrides=["train.epochs=[3, 4]", "crawl.synthetic.total_images=27"])
-    loaded = load_params(params)
-    assert loaded.train.epochs == (3, 4) and loaded.crawl.synthetic.total_images == 27
+    loaded = load_params(path=params)
+    assert loaded.train.epochs == [3, 4] and loaded.crawl.synthetic.total_images == 27
     assert loaded.split.train == tiny_params()["split"]["train"] and len(loaded.classes) == 3
     with pytest.raises(ParamError, match="unknown key train.epoch;"):
         adjust_params(params, shrink=False, overrides=["train.epoch=3"])

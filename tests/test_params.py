@@ -18,10 +18,10 @@ def write_params(tmp_path, edit):
 
 
 def test_project_params_load():
-    params = load_params(PROJECT_PARAMS)
+    params = load_params(path=PROJECT_PARAMS)
     assert len(params.classes) == 9
     assert params.classes[0].keyword == "ハッカチョウ"
-    assert params.train.epochs == (20, 50)
+    assert params.train.epochs == [20, 50]
     assert params.split.train + params.split.test == params.crawl.synthetic.total_images == 190
 
 
@@ -35,56 +35,87 @@ def set_key(key, value):
     return edit
 
 
+# Every bad value ends in one line that names its key (and, for cross-key rules, the other key).
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("train.lr", "fast", "train.lr must be float"),
-        ("train.lr", -1, "train.lr must be positive"),
-        ("train.epochs", [20, 20], "train.epochs has a repeated value"),
-        ("train.epochs", 20, "train.epochs must be a non-empty list"),
-        ("train.pretrained", "imagenet21k", "train.pretrained must be one of none, imagenet"),
-        ("train.batch_size", True, "train.batch_size must be int"),
+        ("seed", -1, "seed must be at least 0, got -1"),
+        ("seed", "42", "seed must be int, got '42'"),
+        ("train.lr", "fast", "train.lr must be float, got 'fast'"),
+        ("train.lr", -1, "train.lr must be positive, got -1"),
+        ("train.weight_decay", -0.1, "train.weight_decay must be at least 0, got -0.1"),
+        ("train.min_crop_scale", 1.5, "train.min_crop_scale must be at most 1, got 1.5"),
+        ("train.epochs", [20, 20], "train.epochs has a repeated value: [20, 20]"),
+        ("train.epochs", [], "train.epochs must be a list of at least 1, got []"),
+        ("train.epochs", 20, "train.epochs must be a list, got 20"),
+        ("train.epochs", [20, 0], "train.epochs[1] must be positive, got 0"),
+        ("train.pretrained", "imagenet21k", "train.pretrained must be one of none, imagenet; got 'imagenet21k'"),
+        ("train.batch_size", True, "train.batch_size must be int, got True"),
         ("train.batch_size", 146, "train.batch_size (146) must be <= split.train (145)"),
-        ("train.compile", "yes", "train.compile must be bool"),
-        ("train.precision", "fp16", "train.precision must be one of auto, fp32, bf16"),
-        ("crawl.source", "google", "crawl.source must be one of synthetic, bing, folder"),
-        ("crawl.bing.filters.size", "huge", "crawl.bing.filters.size must be any, small, medium, large, extralarge or >WxH"),
-        ("crawl.bing.filters.license", "free", "crawl.bing.filters.license must be one of any, creativecommons"),
-        ("crawl.bing.endpoint", "www.bing.com/images/async", "crawl.bing.endpoint must be an http(s) URL"),
-        ("crawl.bing.max_num", 0, "crawl.bing.max_num must be positive"),
-        ("crawl.bing.retries", -1, "crawl.bing.retries must be 0 or more"),
-        ("crawl.near_duplicate_distance", 40, "crawl.near_duplicate_distance must be 0 to 32"),
+        ("train.compile", "yes", "train.compile must be bool, got 'yes'"),
+        ("train.precision", "fp16", "train.precision must be one of auto, fp32, bf16; got 'fp16'"),
+        ("train.threads", 0, "train.threads must be positive, got 0"),
+        ("crawl.source", "google", "crawl.source must be one of synthetic, bing, folder; got 'google'"),
+        ("crawl.bing.filters.size", "huge", "crawl.bing.filters.size must be any, small, medium, large, extralarge or >WxH, got 'huge'"),
+        ("crawl.bing.filters.license", "free", "crawl.bing.filters.license must be one of any, creativecommons, publicdomain"),
+        ("crawl.bing.endpoint", "www.bing.com/images/async", "crawl.bing.endpoint must be an http(s) URL, got 'www.bing.com/images/async'"),
+        ("crawl.bing.max_num", 0, "crawl.bing.max_num must be positive, got 0"),
+        ("crawl.bing.timeout_s", 0, "crawl.bing.timeout_s must be positive, got 0"),
+        ("crawl.bing.retries", -1, "crawl.bing.retries must be at least 0, got -1"),
+        ("crawl.near_duplicate_distance", 40, "crawl.near_duplicate_distance must be at most 32, got 40"),
+        ("crawl.near_duplicate_distance", -1, "crawl.near_duplicate_distance must be at least 0, got -1"),
         ("crawl.min_side", 200, "crawl.synthetic.min_size (180) must be >= crawl.min_side (200)"),
+        ("crawl.synthetic.max_size", 100, "crawl.synthetic.max_size must be >= crawl.synthetic.min_size"),
+        ("crawl.synthetic.total_images", -5, "crawl.synthetic.total_images must be positive, got -5"),
         ("crawl.source", "folder", "crawl.folder.path must name a folder of <class slug>/<images>"),
-        ("split.test", 0, "split.test must be positive"),
+        ("crawl.folder", [], "crawl.folder must be a mapping, got []"),
+        ("split.test", 0, "split.test must be positive, got 0"),
         ("preprocess.crop", 300, "preprocess.resize (256) must be >= preprocess.crop (300)"),
+        ("preprocess.std", [0, 0, 0], "preprocess.std[0] must be positive, got 0"),
+        ("preprocess.std", [0.2, 0.2], "preprocess.std must list 3 numbers (R, G, B), got [0.2, 0.2]"),
+        ("preprocess.mean", [0.5, 0.5, 0.5, 0.5], "preprocess.mean must list 3 numbers (R, G, B)"),
         ("evaluate.formats", ["onnx"], "evaluate.formats must include pth"),
-        ("evaluate.formats", ["pth", "tflite"], "evaluate.formats[1] must be one of"),
+        ("evaluate.formats", ["pth", "tflite"], "evaluate.formats[1] must be one of pth, onnx, onnx-int8; got 'tflite'"),
         ("evaluate.formats", ["pth", "onnx-int8", "onnx-int8"], "evaluate.formats has a repeated value"),
-        ("export.int8.method", "kl", "export.int8.method must be one of minmax, entropy, percentile"),
-        ("export.int8.calibration_images", 0, "export.int8.calibration_images must be positive"),
+        ("evaluate.warmup", -1, "evaluate.warmup must be at least 0, got -1"),
+        ("evaluate.required_img_per_s", 0, "evaluate.required_img_per_s must be positive, got 0"),
+        ("export.opset", 99, "export.opset must be at most 23, got 99"),
+        ("export.int8.method", "kl", "export.int8.method must be one of minmax, entropy, percentile; got 'kl'"),
+        ("export.int8.calibration_images", 0, "export.int8.calibration_images must be positive, got 0"),
         ("split.train", 100, "export.int8.calibration_images (145) must be <= split.train (100)"),
-        ("classes.1.slug", "myna", "slug 'myna' appears twice"),
-        ("classes.2.slug", "sun bird", "classes[2].slug must be ASCII"),
+        ("classes.1.slug", "myna", "classes: slug 'myna' appears twice"),
+        ("classes.2.slug", "sun bird", "classes[2].slug must be ASCII letters, digits, '_' or '-', got 'sun bird'"),
+        ("classes", [{"slug": "crow", "keyword": "カラス"}], "classes must be a list of at least 2"),
     ],
 )
 def test_bad_value_names_the_key(tmp_path, key, value, message):
-    with pytest.raises(ParamError, match=re.escape(message)):
-        load_params(write_params(tmp_path, set_key(key, value)))
+    with pytest.raises(ParamError, match=re.escape(message)) as raised:
+        load_params(path=write_params(tmp_path, set_key(key, value)))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_stage_reads_only_the_keys_it_declares(tmp_path):
+    path = write_params(tmp_path, lambda raw: None)
+    params = load_params("seed", "train.lr", "classes", path=path)
+    assert (params.seed, params.train.lr, params.slugs[0]) == (42, 0.001, "myna")
+    with pytest.raises(ParamError, match="this stage reads train.threads but does not declare it"):
+        params.train.threads
+    with pytest.raises(ParamError, match="this stage reads split but does not declare it"):
+        params.split
 
 
 def test_unknown_key_is_named(tmp_path):
     with pytest.raises(ParamError, match="unknown key train.learning_rate"):
-        load_params(write_params(tmp_path, set_key("train.learning_rate", 0.1)))
+        load_params(path=write_params(tmp_path, set_key("train.learning_rate", 0.1)))
 
 
 def test_missing_required_key_is_named(tmp_path):
     with pytest.raises(ParamError, match="missing key seed"):
-        load_params(write_params(tmp_path, lambda raw: raw.pop("seed")))
+        load_params(path=write_params(tmp_path, lambda raw: raw.pop("seed")))
 
 
 def test_broken_yaml_is_reported(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("seed: [1,\n", encoding="utf-8")
     with pytest.raises(ParamError, match="not valid YAML"):
-        load_params(path)
+        load_params(path=path)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from stages.manifest import Example
-from stages.split import SplitError, split_examples, spread
+from stages.split import SplitError, raw_examples, split_examples, spread
 
 CLASSES = [f"c{i}" for i in range(9)]
 
@@ -57,3 +57,36 @@ def test_spread_is_exact_and_proportional():
     assert spread(45, [1] * 9) == [5] * 9
     assert spread(10, [1, 1, 1]) == [4, 3, 3]
     assert spread(145, [17] + [16] * 8) == [17] + [16] * 8
+
+
+def test_a_small_class_beside_large_ones_keeps_a_training_image():
+    """One class of 6 images and eight of 174: in proportion alone the small class's one image
+    left after its 5 test images would round down to no training image at all."""
+    counts = {"c0": 6} | {c: 174 for c in CLASSES[1:]}
+    train, test = split_examples(examples(counts), CLASSES, 145, 45, seed=0)
+    per_class = Counter(e.label for e in train)
+    assert per_class["c0"] == 1 and Counter(e.label for e in test)["c0"] == 5
+    assert sum(per_class.values()) == 145 and set(per_class[c] for c in CLASSES[1:]) == {18}
+
+
+def test_unbalanced_classes_share_training_images_in_proportion():
+    counts = {"c0": 105, "c1": 55, "c2": 15}  # 99, 49, 9 left after 5 test images and 1 training image each
+    train, _ = split_examples(examples(counts), CLASSES[:3], 83, 15, seed=0)
+    assert [Counter(e.label for e in train)[c] for c in CLASSES[:3]] == [51, 26, 6]  # 1 each + 80 shared 99:49:9
+
+
+def test_fewer_training_images_than_classes_is_refused():
+    with pytest.raises(SplitError, match=r"split.train \(5\) must be at least the number of classes \(9\)"):
+        split_examples(article_like(), CLASSES, 5, 45, seed=0)
+
+
+def test_the_split_reads_the_image_folders(tmp_path):
+    for c, n in {"c0": 2, "c1": 3}.items():
+        (tmp_path / c).mkdir()
+        for i in range(n):
+            (tmp_path / c / f"{c}_{i}.jpg").write_bytes(b"")
+    (tmp_path / "manifest.csv").write_text("bookkeeping beside the folders is not an image\n")
+    assert [(e.path.name, e.label) for e in raw_examples(tmp_path, ["c0", "c1"])] == [
+        ("c0_0.jpg", "c0"), ("c0_1.jpg", "c0"), ("c1_0.jpg", "c1"), ("c1_1.jpg", "c1"), ("c1_2.jpg", "c1")]
+    with pytest.raises(SplitError, match="has classes not listed in params.yaml classes: c1"):
+        raw_examples(tmp_path, ["c0"])

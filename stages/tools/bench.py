@@ -139,9 +139,9 @@ def fresh_models(params: Params, images: np.ndarray, folder: Path) -> Path:
     torch.manual_seed(params.seed)
     model = build_model(len(params.slugs)).eval()
     files = {f: folder / name for f, name in MODEL_FILES.items()}
-    save_checkpoint(files["pth"], model, params.slugs, params.preprocess)
-    export_onnx(model, params.slugs, params.preprocess, params.export.opset, files["onnx"])
-    quantize_int8(files["onnx"], images, params.export.int8.method, metadata(params.slugs, params.preprocess), files["onnx-int8"])
+    save_checkpoint(files["pth"], model, params.slugs, params.preprocess.spec)
+    export_onnx(model, params.slugs, params.preprocess.spec, params.export.opset, files["onnx"])
+    quantize_int8(files["onnx"], images, params.export.int8.method, metadata(params.slugs, params.preprocess.spec), files["onnx-int8"])
     return folder
 
 
@@ -242,7 +242,7 @@ def main() -> None:
         folder = pipeline_models(params, args.epochs)
         if folder is None:
             source = "a freshly initialised ResNet50 (no pipeline models in models/eN), exported and quantised here"
-            folder = fresh_models(params, preprocess_batch(paths, params.preprocess), tmp)
+            folder = fresh_models(params, preprocess_batch(paths, params.preprocess.spec), tmp)
         else:
             source = f"the pipeline's {folder}/"
         classifiers = {f: load_classifier(f, folder / name, args.threads) for f, name in MODEL_FILES.items()}

@@ -75,7 +75,7 @@ def adjust_params(params_file: Path, shrink: bool, overrides: list[str]) -> None
     raw = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     raw = override(tiny(raw) if shrink else raw, overrides)
     params_file.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    load_params(params_file)
+    load_params(path=params_file)
 
 
 def reproduce(repo: Path, dest: Path, shrink: bool, overrides: list[str], targets: list[str], log: Path) -> None:

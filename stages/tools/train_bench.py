@@ -19,7 +19,6 @@ It is printed for training on the CPU only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import numpy as np
@@ -101,8 +100,8 @@ def main() -> None:
     if args.steps < 1 or args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1):
         parser.error("--steps and --batch-size must be at least 1, --warmup at least 0")
     params = load_params()
-    chosen = dataclasses.replace(params.train, pretrained="none")  # the weights' values do not matter here
-    baseline = dataclasses.replace(chosen, precision="fp32", compile=False)
+    chosen = params.train.model_copy(update={"pretrained": "none"})  # the weights' values do not matter here
+    baseline = chosen.model_copy(update={"precision": "fp32", "compile": False})
     device, _ = configure_torch(chosen)
     batch_size, crop, num_classes = args.batch_size or chosen.batch_size, params.preprocess.crop, len(params.classes)
     print(f"training step: ResNet50, batch {batch_size}, {crop}x{crop}, {num_classes} classes, {device}, "
@@ -111,7 +110,7 @@ def main() -> None:
 
     settings = {describe(baseline, device): baseline, describe(chosen, device): chosen}
     if args.compare_compile:
-        flipped = dataclasses.replace(chosen, compile=not chosen.compile)
+        flipped = chosen.model_copy(update={"compile": not chosen.compile})
         settings[describe(flipped, device)] = flipped
     steps, first = {}, {}
     for name, cfg in settings.items():
@@ -123,7 +122,7 @@ def main() -> None:
     for _ in range(args.steps):
         for name, timed_step in steps.items():
             times[name].append(timed_step())
-    input_rate = input_pipeline_img_per_s(params.preprocess, params.train, batch_size)
+    input_rate = input_pipeline_img_per_s(params.preprocess.spec, params.train, batch_size)
 
     roofline = {}
     if device.type == "cpu":

@@ -1,0 +1,105 @@
+"""dvc.yaml tells the truth: each stage depends on exactly the code it runs and the params it reads.
+
+Code: the import closure of the stage's module within this project (stages/, birds_onnx/),
+computed from the source, must equal the .py files the stage lists as deps, so that editing any
+module a stage runs makes `dvc status` report it, and editing one it does not run does not.
+Params: the keys the stage declares in its PARAMS (and nothing else can it read: see
+stages/params.py's DeclaredParams) must equal its params in dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc.repo import Repo
+
+from conftest import ROOT
+
+PACKAGES = ("stages", "birds_onnx")
+# Modules a stage imports by name at run time, chosen by a param (dvc.yaml templates the same choice).
+IMPORTED_BY_PARAM = {"crawl": lambda params: [f"stages.sources.{params['crawl']['source']}"]}
+
+
+def module_file(module: str) -> Path | None:
+    base = ROOT / module.replace(".", "/")
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def has_code(path: Path) -> bool:
+    """False for an empty package __init__ or one holding only its docstring."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return bool(body[1:] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every project module `path` imports, anywhere in the file (function-level imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {m for m in found if m.split(".")[0] in PACKAGES and module_file(m)}
+
+
+def import_closure(modules: list[str]) -> set[str]:
+    """The project files that running `modules` executes: theirs, what they import, recursively,
+    and the package __init__ files on the way that hold code."""
+    seen, todo = set(), list(modules)
+    while todo:
+        module = todo.pop()
+        parts = module.split(".")
+        for i in range(1, len(parts) + 1):
+            path = module_file(".".join(parts[:i]))
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            todo += sorted(imported_modules(path))
+    return {p.relative_to(ROOT).as_posix() for p in seen if p.name != "__init__.py" or has_code(p)}
+
+
+def stages() -> list:
+    with Repo(str(ROOT)) as repo:
+        return list(repo.index.stages)
+
+
+def stage_module(stage) -> str:
+    match = re.match(r"python -m (stages\.\w+)\b", stage.cmd)
+    assert match, f"{stage.addressing}: command {stage.cmd!r} is not `python -m stages.<name> ...`"
+    return match.group(1)
+
+
+STAGES = stages()
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.addressing)
+def test_code_deps_are_the_import_closure(stage):
+    module = stage_module(stage)
+    runs = [module] + IMPORTED_BY_PARAM.get(stage.name.split("@")[0], lambda p: [])(PARAMS)
+    listed = {d.def_path for d in stage.deps if str(d.def_path).endswith(".py")}
+    expected = import_closure(runs)
+    assert sorted(expected - listed) == [], f"{stage.addressing} runs these files but does not depend on them"
+    assert sorted(listed - expected) == [], f"{stage.addressing} depends on these files but does not run them"
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.addressing)
+def test_params_deps_are_the_keys_the_stage_reads(stage):
+    declared = importlib.import_module(stage_module(stage)).PARAMS
+    listed = [key for d in stage.deps if hasattr(d, "params") for key in d.params]
+    assert sorted(listed) == sorted(declared)
+
+
+def test_the_closure_follows_imports_through_packages():
+    """The check above is not vacuous: it sees a stage's indirect imports and the runtime package."""
+    closure = import_closure(["stages.evaluate"])
+    assert {"stages/evaluate.py", "stages/atomic.py", "stages/params.py", "birds_onnx/stream.py", "birds_onnx/errors.py"} <= closure
+    assert "stages/train.py" not in closure and "birds_onnx/__init__.py" not in closure
