@@ -20,7 +20,8 @@ from sklearn.metrics import recall_score
 
 from stages.errors import run_stage
 from stages.atomic import write_csv, write_json
-from stages.formats import load_classifier, metrics_dir, model_path
+from stages.formats import load_classifier, model_path
+from stages.paths import metrics_dir
 from stages.manifest import read_split
 from stages.params import Evaluate, load_params
 from birds_onnx.preprocess import preprocess, preprocess_batch

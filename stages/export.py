@@ -26,7 +26,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from stages.errors import run_stage
 from stages.atomic import atomic_path, write_json
-from stages.formats import TorchClassifier, metrics_dir, model_path
+from stages.formats import TorchClassifier, model_path
+from stages.paths import metrics_dir
 from stages.manifest import Example, read_split
 from birds_onnx.onnx_model import META_CLASSES, META_PREPROCESS, OnnxClassifier
 from stages.params import load_params

@@ -8,19 +8,12 @@ import numpy as np
 import torch
 
 from stages.model import load_checkpoint
+from stages.paths import CHECKPOINT, model_dir
 from birds_onnx.onnx_model import OnnxClassifier
 
 # pth: PyTorch eager fp32; onnx: the same network in ONNX Runtime, fp32; onnx-int8: ONNX Runtime
 # with int8 weights and activations (static QDQ quantisation, calibrated on training images).
-MODEL_FILES = {"pth": "model.pth", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-
-
-def model_dir(epochs: int) -> Path:
-    return Path("models") / f"e{epochs}"
-
-
-def metrics_dir(epochs: int) -> Path:
-    return Path("metrics") / f"e{epochs}"
+MODEL_FILES = {"pth": CHECKPOINT, "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
 def model_path(epochs: int, fmt: str) -> Path:

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 from stages.errors import PipelineError, run_stage
 from stages.atomic import atomic_path, write_text
-from stages.formats import metrics_dir
+from stages.paths import metrics_dir
 from stages.params import load_params
 
 REPORT = Path("metrics/report.md")

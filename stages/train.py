@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from stages.errors import run_stage
-from stages.formats import metrics_dir, model_path
+from stages.paths import CHECKPOINT, metrics_dir, model_dir
 from stages.manifest import Example, read_split
 from stages.model import build_model, save_checkpoint
 from stages.params import ParamError, Train, load_params
@@ -184,7 +184,7 @@ def main() -> None:
     params = load_params(*PARAMS)
     cfg = params.train
     classes = params.slugs
-    checkpoint = model_path(args.epochs, "pth")
+    checkpoint = model_dir(args.epochs) / CHECKPOINT
     # As dvc repro does: a run that dies leaves no model at all, never an older one beside its logs.
     checkpoint.unlink(missing_ok=True)
 

@@ -48,7 +48,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from stages.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.export import export_onnx, metadata, quantize_int8
-from stages.formats import MODEL_FILES, load_classifier, model_dir, model_path
+from stages.formats import MODEL_FILES, load_classifier, model_path
+from stages.paths import model_dir
 from stages.manifest import SPLIT_DIR, read_split
 from stages.model import build_model, save_checkpoint
 from birds_onnx.onnx_model import session_options
