@@ -8,7 +8,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro test bench bench-train check-repro
+.PHONY: setup repro test bench bench-int8 bench-train check-repro
 setup: $(VENV)/.installed
 
 # The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
@@ -28,6 +28,10 @@ test: setup
 
 bench: setup
 	python -m stages.tools.bench
+
+# where the int8 model's time goes at batch 1: per ResNet stage and kind of node, against the int8 GEMM peak
+bench-int8: setup
+	python -m stages.tools.int8_profile
 
 # img/s of a full training step: fp32 eager beside the setting params.yaml chooses
 bench-train: setup

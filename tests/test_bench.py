@@ -68,3 +68,15 @@ def test_bench_runs_in_a_fresh_clone(tmp_path):
     throughput = out[out.index("throughput, img/s"):].splitlines()
     assert "45 synthetic pictures" in throughput[0] and "12-image folder" in throughput[1]
     assert [row.split(" | ")[0] for row in throughput[3:6]] == ["| pth", "| onnx", "| onnx-int8"]
+
+
+def test_int8_profile_attributes_every_convolution_to_a_resnet_stage():
+    from stages.tools.int8_profile import STAGES, stage_flops, stage_of
+
+    model = build_model(9).eval()
+    per_stage = stage_flops(model, 224)
+    assert list(per_stage) == list(STAGES)
+    # the four stages hold all of the network's FLOPs but the 9-way head's few thousand
+    assert 0 < flops_per_image(model, 224) - sum(per_stage.values()) < 1e5
+    assert [stage_of(size, 224) for size in (112, 56, 28, 14, 7)] == [STAGES[0], STAGES[0], *STAGES[1:]]
+    assert [stage_of(size, 64) for size in (32, 16, 8, 4, 2)] == [STAGES[0], STAGES[0], *STAGES[1:]]
