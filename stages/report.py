@@ -67,7 +67,7 @@ def headline(result: Result, fmt: str) -> dict:
     return {
         "epochs": result.epochs,
         "accuracy": acc["accuracy"],
-        "agrees_with_pth": acc["agreement_with_pth"],
+        "agreement": acc["agreement_with_pth"],
         "img_per_s": s["article_img_per_s"],
         "model_img_per_s": s["img_per_s_batch1"],
         "stream_img_per_s": s["streaming_img_per_s"],
