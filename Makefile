@@ -8,7 +8,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro test bench bench-int8 bench-train check-repro
+.PHONY: setup repro speed test bench bench-int8 bench-train check-repro check-repro-lock
 setup: $(VENV)/.installed
 
 # The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
@@ -19,9 +19,19 @@ $(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
 	"$(BIN)/python" -m pip install --quiet --no-deps -e .
 	touch "$@"
 
-# ARGS: what to pass on, e.g. `make repro ARGS=train@20` (one stage and what it needs)
+# The machine stage first, forced: on a machine other than the one that made the committed
+# results its file changes and evaluate measures this machine's speeds; on the same machine
+# nothing changes and the pipeline stays up to date. ARGS: what to pass on to dvc repro,
+# e.g. `make repro ARGS=train@20` (one stage and what it needs).
 repro: setup
+	dvc repro --force --single-item machine
 	dvc repro $(ARGS)
+
+# Measure the speeds again on this machine (every evaluate@N, then the report), e.g. once it is idle
+speed: setup
+	dvc repro --force --single-item machine
+	dvc repro --force --single-item --glob 'evaluate@*'
+	dvc repro
 
 test: setup
 	python -m pytest
@@ -41,3 +51,8 @@ bench-train: setup
 # dvc status is not clean after a run or if the two runs' outputs differ (timings aside)
 check-repro: setup
 	python -m stages.tools.check_repro --tiny
+
+# The default pipeline in a fresh clone of HEAD, every output compared with the committed
+# dvc.lock: identical, or the accuracy deltas and the likely cause. Takes the full pipeline's time.
+check-repro-lock: setup
+	python -m stages.tools.check_repro --against-lock

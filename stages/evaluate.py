@@ -1,26 +1,34 @@
 """evaluate stage: every format on the test images, with the same preprocessing and threads.
 
     python -m stages.evaluate --epochs 20
-        -> metrics/e20/accuracy.json   accuracy, per-class recall, agreement with pth, file size
-        -> metrics/e20/speed.json      the article's img/s, streaming img/s, model-only latency and throughput
-        -> metrics/e20/confusion/<format>.csv   (actual, predicted) rows for `dvc plots`
+        -> metrics/evaluate/e20/accuracy.json   accuracy, per-class recall, agreement with pth, file size
+        -> metrics/evaluate/e20/speed.json      the article's img/s, streaming img/s, model-only latency
+                                                and throughput, and the machine that measured them
+        -> metrics/evaluate/e20/training.csv    the training history of the evaluated model, per epoch
+        -> metrics/evaluate/e20/confusion/<format>.csv   (actual, predicted) rows for `dvc plots`
 
 Accuracy and speed live in separate files: timings differ on every run, accuracy must not.
+Every setting writes under metrics/evaluate/, the one folder the report stage depends on, so the
+report follows any number of settings without naming them.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import recall_score
 
-from stages.errors import run_stage
 from stages.atomic import write_csv, write_json
+from stages.errors import PipelineError, run_stage
 from stages.formats import load_classifier, model_path
+from stages.machine import MACHINE_FILE
+from stages.results import TRAINING_FIGURES, results_dir
 from stages.paths import metrics_dir
 from stages.manifest import read_split
 from stages.params import Evaluate, load_params
@@ -28,6 +36,31 @@ from birds_onnx.preprocess import preprocess, preprocess_batch
 from birds_onnx.stream import classify_stream
 
 PARAMS = ("evaluate",)  # the params this stage reads: dvc.yaml lists the same keys
+
+
+def training_history(epochs: int) -> list[dict]:
+    """The per-epoch history dvclive wrote while training this setting, one row per epoch:
+    epoch, train_loss, train_acc, test_acc, lr."""
+    folder = metrics_dir(epochs) / "train" / "plots" / "metrics"
+    rows: dict[int, dict] = {}
+    for figure in TRAINING_FIGURES:
+        path = folder / f"{figure}.tsv"
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                for row in csv.DictReader(f, delimiter="\t"):
+                    rows.setdefault(int(row["step"]), {"epoch": int(row["step"])})[figure] = row[figure]
+        except FileNotFoundError:
+            raise PipelineError(f"{path} not found: run train for {epochs} epochs first") from None
+    return [rows[e] for e in sorted(rows)]
+
+
+def measured_on() -> dict:
+    """What speed.json says about the machine that timed it (stages/machine.py wrote it)."""
+    try:
+        machine = json.loads(MACHINE_FILE.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{MACHINE_FILE} not found: run `dvc repro machine` first") from None
+    return {key: machine[key] for key in ("cpu", "logical_cpus", "id")}
 
 
 def predict_one_by_one(classifier, paths: list[Path]) -> np.ndarray:
@@ -101,10 +134,11 @@ def main() -> None:
     cfg = params.evaluate
     test = read_split("test")
     paths = [e.path for e in test]
-    out = metrics_dir(args.epochs)
+    out = results_dir(args.epochs)
 
     accuracy, reference = {}, None
-    speed = {"threads": cfg.threads, "batch_size": cfg.batch_size, "required_img_per_s": cfg.required_img_per_s}
+    speed = {"threads": cfg.threads, "batch_size": cfg.batch_size, "required_img_per_s": cfg.required_img_per_s,
+             "measured_on": measured_on()}
     for fmt in sorted(cfg.formats, key=lambda f: f != "pth"):  # pth first: the others are compared with it
         path = model_path(args.epochs, fmt)
         classifier = load_classifier(fmt, path, cfg.threads)
@@ -129,6 +163,7 @@ def main() -> None:
               f"{article:.2f} img/s (article's figure), {speed[fmt]['latency_ms_median']:.1f} ms median latency")
     write_json(out / "accuracy.json", accuracy)
     write_json(out / "speed.json", speed)
+    write_csv(out / "training.csv", training_history(args.epochs), ["epoch", *TRAINING_FIGURES])
 
 
 if __name__ == "__main__":

@@ -1,10 +1,21 @@
-"""report stage: the article's table for every epoch setting, and a chart of the speeds.
+"""report stage: the article's table for every epoch setting, a headline per setting and format
+for `dvc metrics show` / `dvc metrics diff`, and charts.
 
-    python -m stages.report  ->  metrics/report.md, metrics/speed.png
+    python -m stages.report  ->  metrics/summary/<n>/<format>.json   n = 1, 2, ... in the order of train.epochs
+                                 metrics/report.md, metrics/speed.png, metrics/training.png
+
+It reads metrics/evaluate/e<N>/ for each setting N of train.epochs (every evaluate@N writes
+there), so any number of settings works without naming them in dvc.yaml.
+
+The headline files are what `dvc metrics show` prints: one row per setting and format, with the
+setting in the `epochs` column. Their paths hold the setting's position in train.epochs, not its
+value, so that two experiments of one setting each (`-S 'train.epochs=[20]'` and `[50]`) write
+the same path with the same keys and `dvc metrics diff` shows the change from one to the other.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -13,31 +24,72 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from stages.atomic import atomic_dir, atomic_path, write_text
 from stages.errors import PipelineError, run_stage
-from stages.atomic import atomic_path, write_text
-from stages.paths import metrics_dir
 from stages.params import load_params
+from stages.results import SUMMARY_DIR, results_dir
 
 REPORT = Path("metrics/report.md")
-CHART = Path("metrics/speed.png")
+SPEED_CHART = Path("metrics/speed.png")
+TRAINING_CHART = Path("metrics/training.png")
 
 PARAMS = ("train.epochs",)  # the params this stage reads: dvc.yaml lists the same keys
 
 
-def load_results(epochs: list[int]) -> dict[int, tuple[dict, dict]]:
-    results = {}
+class Result:
+    """What evaluate wrote for one setting: accuracy and speed per format, and the training history."""
+
+    def __init__(self, epochs: int, accuracy: dict, speed: dict, training: list[dict]):
+        self.epochs, self.accuracy, self.speed, self.training = epochs, accuracy, speed, training
+
+    @property
+    def formats(self) -> list[str]:
+        return list(self.accuracy)
+
+
+def load_results(epochs: list[int]) -> list[Result]:
+    results = []
     for e in epochs:
-        d = metrics_dir(e)
+        d = results_dir(e)
         try:
-            results[e] = (json.loads((d / "accuracy.json").read_text()), json.loads((d / "speed.json").read_text()))
+            accuracy = json.loads((d / "accuracy.json").read_text(encoding="utf-8"))
+            speed = json.loads((d / "speed.json").read_text(encoding="utf-8"))
+            with open(d / "training.csv", encoding="utf-8", newline="") as f:
+                training = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
         except FileNotFoundError as err:
             raise PipelineError(f"{err.filename} not found: run evaluate for {e} epochs first") from None
+        results.append(Result(e, accuracy, speed, training))
     return results
+
+
+def headline(result: Result, fmt: str) -> dict:
+    """The article's table row, and the model-only and streaming speeds beside it. Short keys:
+    `dvc metrics show` prints one column per key and should fit a terminal."""
+    acc, s = result.accuracy[fmt], result.speed[fmt]
+    return {
+        "epochs": result.epochs,
+        "accuracy": acc["accuracy"],
+        "agreement": acc["agreement_with_pth"],
+        "img_per_s": s["article_img_per_s"],
+        "model_img_per_s": s["img_per_s_batch1"],
+        "stream_img_per_s": s["streaming_img_per_s"],
+    }
+
+
+def write_summary(results: list[Result], dest: Path) -> None:
+    """metrics/summary/<position>/<format>.json, the folder replaced as a whole: a setting that
+    left train.epochs leaves no file behind."""
+    with atomic_dir(dest) as tmp:
+        for position, result in enumerate(results, 1):
+            for fmt in result.formats:
+                path = tmp / str(position) / f"{fmt}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(headline(result, fmt), indent=2) + "\n", encoding="utf-8")
 
 
 def table(accuracy: dict, speed: dict) -> str:
     """One markdown table: the article's two columns, then what we add to them."""
-    base = speed["pth"]["article_img_per_s"]
+    base = speed["pth"]["article_img_per_s"] if "pth" in speed else None
     required, batch = speed["required_img_per_s"], speed["batch_size"]
     lines = [
         f"| format | test accuracy | agrees with pth | img/s (article's figure) | speed-up vs pth "
@@ -47,9 +99,10 @@ def table(accuracy: dict, speed: dict) -> str:
     ]
     for fmt, acc in accuracy.items():
         s = speed[fmt]
+        speed_up = f"{s['article_img_per_s'] / base:.2f}x" if base else "-"
         lines.append(
             f"| {fmt} | {acc['accuracy']:.3f} | {acc['agreement_with_pth']:.1%} | {s['article_img_per_s']:.2f} "
-            f"| {s['article_img_per_s'] / base:.2f}x | {s['img_per_s_batch1']:.1f} "
+            f"| {speed_up} | {s['img_per_s_batch1']:.1f} "
             f"| {s['article_img_per_s'] / s['img_per_s_batch1']:.0%} "
             f"| {s['latency_ms_median']:.1f} / {s['latency_ms_p90']:.1f} | {s[f'img_per_s_batch{batch}']:.1f} "
             f"| {s['streaming_img_per_s']:.1f} | {s['streaming_img_per_s'] / s[f'img_per_s_batch{batch}']:.0%} "
@@ -58,8 +111,27 @@ def table(accuracy: dict, speed: dict) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(results: dict[int, tuple[dict, dict]]) -> str:
-    threads = next(iter(results.values()))[1]["threads"]
+def recall_table(accuracy: dict) -> str:
+    """Per-class recall: one row per class, one column per format."""
+    formats = list(accuracy)
+    classes = list(next(iter(accuracy.values()))["recall"])
+    lines = ["| class | " + " | ".join(formats) + " |", "|---|" + "---|" * len(formats)]
+    lines += [f"| {c} | " + " | ".join(f"{accuracy[f]['recall'][c]:.2f}" for f in formats) + " |" for c in classes]
+    return "\n".join(lines)
+
+
+def machine_line(results: list[Result]) -> str:
+    """Which machine measured the timings, so that a report made elsewhere says so."""
+    machines = {json.dumps(r.speed.get("measured_on"), sort_keys=True) for r in results}
+    if len(machines) != 1 or not results[0].speed.get("measured_on"):
+        return "Timings measured on more than one machine or on an unrecorded one: run `make speed` to measure them all here."
+    m = results[0].speed["measured_on"]
+    return (f"Timings measured on: {m['cpu']}, {m['logical_cpus']} logical CPUs (machine {m['id']}). "
+            f"To measure the machine you are on, run `make speed`.")
+
+
+def render_markdown(results: list[Result]) -> str:
+    threads = results[0].speed["threads"]
     parts = [
         "# Results: PyTorch (.pth) vs ONNX Runtime fp32 and int8",
         "",
@@ -68,42 +140,73 @@ def render_markdown(results: dict[int, tuple[dict, dict]]) -> str:
         f"images while the model runs on batches (how `birds-predict` classifies a folder). Model-only "
         f"figures time inference alone on preprocessed images (median of the timed runs). "
         f"{threads} threads for every format.",
+        "",
+        machine_line(results),
     ]
-    for epochs, (accuracy, speed) in results.items():
-        parts += ["", f"## Trained for {epochs} epochs", "", table(accuracy, speed)]
-    parts += ["", f"![img/s per format]({CHART.name})", ""]
+    for r in results:
+        parts += ["", f"## Trained for {r.epochs} epochs", "", table(r.accuracy, r.speed)]
+        if r.training:
+            last = r.training[-1]
+            parts += ["", f"Last epoch of training: loss {last['train_loss']:.3f}, train accuracy "
+                          f"{last['train_acc']:.3f}, test accuracy (training precision) {last['test_acc']:.3f}."]
+        parts += ["", "Recall per class:", "", recall_table(r.accuracy)]
+    parts += ["", f"![img/s per format]({SPEED_CHART.name})", "", f"![training curves]({TRAINING_CHART.name})", ""]
     return "\n".join(parts)
 
 
-def plot_speeds(results: dict[int, tuple[dict, dict]], dest: Path) -> None:
+def save(fig, dest: Path) -> None:
+    with atomic_path(dest) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def plot_speeds(results: list[Result], dest: Path) -> None:
     """Two panels, one bar per format and setting: end to end (the article's figure), model only."""
-    formats = list(next(iter(results.values()))[0])
-    required = next(iter(results.values()))[1]["required_img_per_s"]
+    formats = results[0].formats
+    required = results[0].speed["required_img_per_s"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     width = 0.8 / len(formats)
     panels = [("article_img_per_s", "end to end: load + preprocess + inference"), ("img_per_s_batch1", "model only, batch 1")]
     for ax, (key, title) in zip(axes, panels):
         for i, fmt in enumerate(formats):
             xs = [j + i * width for j in range(len(results))]
-            bars = ax.bar(xs, [speed[fmt][key] for _, speed in results.values()], width, label=fmt, color=f"C{i}")
+            bars = ax.bar(xs, [r.speed[fmt][key] for r in results], width, label=fmt, color=f"C{i}")
             ax.bar_label(bars, fmt="%.1f", fontsize="x-small")
         ax.axhline(required, color="black", linestyle="--", linewidth=1, label=f"required {required:g} img/s")
-        ax.set_xticks([j + width * (len(formats) - 1) / 2 for j in range(len(results))], [f"{e} epochs" for e in results])
+        ax.set_xticks([j + width * (len(formats) - 1) / 2 for j in range(len(results))], [f"{r.epochs} epochs" for r in results])
         ax.set_title(title, fontsize="medium")
     axes[0].set_ylabel("images per second")
     axes[0].legend(fontsize="small")
     fig.tight_layout()
-    with atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save(fig, dest)
+
+
+def plot_training(results: list[Result], dest: Path) -> None:
+    """Every setting's training curves on one chart per figure: loss, accuracy (train solid, test
+    dashed), learning rate; one colour per setting."""
+    fig, (loss, accuracy, lr) = plt.subplots(1, 3, figsize=(13, 4))
+    for i, r in enumerate(results):
+        epochs = [row["epoch"] for row in r.training]
+        loss.plot(epochs, [row["train_loss"] for row in r.training], color=f"C{i}", label=f"{r.epochs} epochs")
+        accuracy.plot(epochs, [row["train_acc"] for row in r.training], color=f"C{i}", label=f"{r.epochs} epochs, train")
+        accuracy.plot(epochs, [row["test_acc"] for row in r.training], color=f"C{i}", linestyle="--", label=f"{r.epochs} epochs, test")
+        lr.plot(epochs, [row["lr"] for row in r.training], color=f"C{i}", label=f"{r.epochs} epochs")
+    for ax, title in ((loss, "training loss (cross-entropy)"), (accuracy, "accuracy"), (lr, "learning rate")):
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    save(fig, dest)
 
 
 def main() -> None:
     params = load_params(*PARAMS)
     results = load_results(list(params.train.epochs))
+    write_summary(results, SUMMARY_DIR)
     write_text(REPORT, render_markdown(results))
-    plot_speeds(results, CHART)
-    print(REPORT.read_text())
+    plot_speeds(results, SPEED_CHART)
+    plot_training(results, TRAINING_CHART)
+    print(REPORT.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

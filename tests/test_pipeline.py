@@ -13,52 +13,110 @@ from fake_bing import Served, encode, picture
 pytestmark = pytest.mark.slow
 
 
-def test_dvc_repro_end_to_end(tiny_project):
-    run(["dvc", "repro"], tiny_project)
+FORMATS = {"pth", "onnx", "onnx-int8"}
 
-    for epochs in (1, 2):
-        assert (tiny_project / f"models/e{epochs}/model.pth").is_file()
-        assert (tiny_project / f"models/e{epochs}/model.onnx").is_file()
-        assert (tiny_project / f"models/e{epochs}/model.int8.onnx").is_file()
-        accuracy = json.loads((tiny_project / f"metrics/e{epochs}/accuracy.json").read_text())
-        speed = json.loads((tiny_project / f"metrics/e{epochs}/speed.json").read_text())
-        export = json.loads((tiny_project / f"metrics/e{epochs}/export.json").read_text())
-        formats = {"pth", "onnx", "onnx-int8"}
-        assert set(accuracy) == set(speed) - {"threads", "batch_size", "required_img_per_s"} == formats
-        assert set(export) == formats - {"pth"}
+
+def test_dvc_repro_end_to_end_with_three_settings(tmp_path):
+    params = tiny_params()
+    params["train"]["epochs"] = [1, 2, 3]  # any number of settings: nothing in dvc.yaml names them
+    project = make_project(tmp_path / "project", params)
+    run(["dvc", "repro"], project)
+
+    for epochs in (1, 2, 3):
+        assert (project / f"models/e{epochs}/model.pth").is_file()
+        assert (project / f"models/e{epochs}/model.onnx").is_file()
+        assert (project / f"models/e{epochs}/model.int8.onnx").is_file()
+        results = project / f"metrics/evaluate/e{epochs}"
+        accuracy = json.loads((results / "accuracy.json").read_text())
+        speed = json.loads((results / "speed.json").read_text())
+        export = json.loads((project / f"metrics/e{epochs}/export.json").read_text())
+        assert set(accuracy) == set(speed) - {"threads", "batch_size", "required_img_per_s", "measured_on"} == FORMATS
+        assert set(export) == FORMATS - {"pth"}
         assert accuracy["onnx"]["agreement_with_pth"] == 1.0
         assert set(accuracy["pth"]["recall"]) == {"myna", "reed_warbler", "sunbird"}
         assert accuracy["onnx-int8"]["size_mb"] < 0.3 * accuracy["onnx"]["size_mb"]
         assert speed["onnx-int8"]["article_img_per_s"] > 0
-    report = (tiny_project / "metrics/report.md").read_text()
-    assert all(f"| {fmt} |" in report for fmt in formats)
+        assert speed["measured_on"]["id"] == json.loads((project / "metrics/machine.json").read_text())["id"]
+        history = list(csv.DictReader((results / "training.csv").open()))
+        assert [int(r["epoch"]) for r in history] == list(range(1, epochs + 1))
+    report = (project / "metrics/report.md").read_text()
+    assert all(f"| {fmt} |" in report for fmt in FORMATS)
+    assert [line for line in report.splitlines() if line.startswith("## ")] == [f"## Trained for {e} epochs" for e in (1, 2, 3)]
 
-    status = run(["dvc", "status"], tiny_project)
+    status = run(["dvc", "status"], project)
     assert "up to date" in status.stdout, status.stdout
-    again = run(["dvc", "repro"], tiny_project)
+    again = run(["dvc", "repro"], project)
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
 
-    bench = run(["python", "-m", "stages.tools.bench", "--warmup", "0", "--runs", "2", "--rounds", "1"], tiny_project)
-    assert "models: the pipeline's models/e2/" in bench.stdout
+    bench = run(["python", "-m", "stages.tools.bench", "--warmup", "0", "--runs", "2", "--rounds", "1"], project)
+    assert "models: the pipeline's models/e3/" in bench.stdout
 
-    shown = json.loads(run(["dvc", "metrics", "show", "--json"], tiny_project).stdout)
+    # the default `dvc metrics show`: the headline only, one row per setting and format, in a terminal's width
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/e1/accuracy.json", "metrics/e2/accuracy.json"} <= set(files)
+    assert set(files) == {f"metrics/summary/{n}/{fmt}.json" for n in (1, 2, 3) for fmt in FORMATS}
+    assert {files[f"metrics/summary/{n}/pth.json"]["data"]["epochs"] for n in (1, 2, 3)} == {1, 2, 3}
+    table = run(["dvc", "metrics", "show"], project).stdout
+    print(table)
+    assert max(len(line) for line in table.splitlines()) <= 120
+    # the details are an explicit target away
+    detail = json.loads(run(["dvc", "metrics", "show", "--json", "metrics/e1/export.json"], project).stdout)
+    assert "onnx-int8" in next(iter(detail.values()))["data"]["metrics/e1/export.json"]["data"]
 
-    # training curves of both settings on one chart each, and a confusion matrix per format
-    plots = json.loads(run(["dvc", "plots", "show", "--json"], tiny_project).stdout)
+    # plots: a confusion matrix per setting and format, every setting's training curves and the speeds as images
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
     assert not plots.get("errors"), plots["errors"]
-    for chart, metrics in {"training loss": ["train_loss"], "accuracy": ["train_acc", "test_acc"], "learning rate": ["lr"]}.items():
-        [rendered] = plots["data"][chart]
-        points = rendered["content"]["data"]["values"]
-        for epochs in (1, 2):
-            for metric in metrics:
-                steps = [p["step"] for p in points if p.get(metric) is not None and f"e{epochs}/" in str(p)]
-                assert steps == [str(s) for s in range(1, epochs + 1)], (chart, epochs, metric, steps)
-    for epochs in (1, 2):
-        for fmt in formats:
-            [confusion] = plots["data"][f"metrics/e{epochs}/confusion/{fmt}.csv"]
+    for epochs in (1, 2, 3):
+        for fmt in FORMATS:
+            [confusion] = plots["data"][f"metrics/evaluate/e{epochs}/confusion/{fmt}.csv"]
             assert len(confusion["content"]["data"]["values"]) == 6  # the tiny profile's test images
+    assert {"metrics/training.png", "metrics/speed.png"} <= set(plots["data"])
+
+
+def test_timings_come_from_the_machine_that_ran_the_pipeline(tiny_project):
+    run(["dvc", "repro", "evaluate@1"], tiny_project)
+    # the results as committed from another machine: the same models, another machine.json
+    reference = json.loads((tiny_project / "metrics/machine.json").read_text()) | {"cpu": "Reference CPU", "id": "reference"}
+    (tiny_project / "metrics/machine.json").write_text(json.dumps(reference))
+    run(["dvc", "commit", "--force", "machine", "evaluate@1"], tiny_project)
+    assert "up to date" in run(["dvc", "status", "evaluate@1"], tiny_project).stdout
+
+    # what `make repro` does on this machine: the machine stage first, then the pipeline
+    run(["dvc", "repro", "--force", "--single-item", "machine"], tiny_project)
+    repro = run(["dvc", "repro", "evaluate@1"], tiny_project)
+    assert "Running stage 'evaluate@1'" in repro.stdout
+    speed = json.loads((tiny_project / "metrics/evaluate/e1/speed.json").read_text())
+    assert speed["measured_on"]["id"] != "reference"
+    assert "Stage 'train@1' didn't change" in repro.stdout  # only the timings are measured again
+
+    # and on the same machine, the forced machine stage changes nothing
+    run(["dvc", "repro", "--force", "--single-item", "machine"], tiny_project)
+    again = run(["dvc", "repro", "evaluate@1"], tiny_project)
+    assert "Data and pipelines are up to date" in again.stdout, again.stdout
+
+
+def test_one_setting_and_dvc_metrics_diff_between_settings(tmp_path):
+    params = tiny_params()
+    params["train"]["epochs"] = [1]
+    project = make_project(tmp_path / "project", params)
+    run(["dvc", "repro"], project)
+    assert (project / "metrics/report.md").read_text().count("## Trained for") == 1
+    assert sorted(p.name for p in (project / "metrics/summary").iterdir()) == ["1"]
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "results"], project)
+
+    # README's command: one experiment per setting, then `dvc metrics diff` between them
+    run(["dvc", "exp", "run", "-n", "e1", "-S", "train.epochs=[1]"], project)
+    run(["dvc", "exp", "run", "-n", "e2", "-S", "train.epochs=[2]"], project)
+    diff = json.loads(run(["dvc", "metrics", "diff", "e1", "e2", "--all", "--json"], project).stdout)
+    print(run(["dvc", "metrics", "diff", "e1", "e2", "--all"], project).stdout)
+    assert set(diff) == {f"metrics/summary/1/{fmt}.json" for fmt in FORMATS}
+    for fmt in FORMATS:
+        figures = diff[f"metrics/summary/1/{fmt}.json"]
+        assert figures["epochs"] == {"old": 1, "new": 2, "diff": 1}
+        for key in ("accuracy", "agreement", "img_per_s", "model_img_per_s", "stream_img_per_s"):
+            old, new = figures[key]["old"], figures[key]["new"]
+            assert old > 0 and new > 0 and figures[key]["diff"] == pytest.approx(new - old, abs=1e-4)
 
 
 def test_dvc_repro_with_the_bing_source_against_a_fake_server(tmp_path, fake_bing):
