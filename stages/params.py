@@ -33,6 +33,7 @@ class BirdClass:
 
 @dataclass(frozen=True)
 class SyntheticSource:
+    seed: int = 42  # the drawings' one seed (the crawl does not depend on the top-level seed)
     total_images: int = 190
     min_size: int = 180
     max_size: int = 480
@@ -53,9 +54,10 @@ class BingFilters:
 class BingSource:
     max_num: int = 30  # images downloaded per class (before cleaning), one search per class keyword
     filters: BingFilters = field(default_factory=BingFilters)
-    endpoint: str = "https://www.bing.com/images/async"  # the environment variable BIRDS_BING_ENDPOINT overrides it
+    endpoint: str = "https://www.bing.com/images/async"  # another host: a proxy, a mirror, the tests' fake server
     timeout_s: float = 10.0  # per request, for result pages and images alike
     retries: int = 2  # further tries after a connection error, a timeout or an HTTP 5xx/429
+    threads: int = 4  # images downloaded at once; files are numbered by result order whatever this is
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class Crawl:
     source: Literal["synthetic", "bing", "folder"] = "synthetic"
     min_side: int = 100  # images whose shorter side is below this are rejected
     near_duplicate_distance: int = 4  # perceptual-hash bits (of 64) within which two images are one
+    workers: int = 0  # decoding (and drawing) processes; 0 = one per CPU core; the output is the same for any count
+    decode_timeout_s: float = 30.0  # an image whose decoding takes longer is rejected (timed_out)
+    decode_memory_mb: int = 2048  # an image whose decoding needs more memory is rejected (over_memory_cap)
     synthetic: SyntheticSource = field(default_factory=SyntheticSource)
     bing: BingSource = field(default_factory=BingSource)
     folder: FolderSource = field(default_factory=FolderSource)
@@ -200,6 +205,9 @@ def _check_ranges(p: Params) -> None:
         "crawl.min_side": p.crawl.min_side,
         "crawl.bing.max_num": p.crawl.bing.max_num,
         "crawl.bing.timeout_s": p.crawl.bing.timeout_s,
+        "crawl.bing.threads": p.crawl.bing.threads,
+        "crawl.decode_timeout_s": p.crawl.decode_timeout_s,
+        "crawl.decode_memory_mb": p.crawl.decode_memory_mb,
         "split.train": p.split.train,
         "split.test": p.split.test,
         "preprocess.crop": p.preprocess.crop,
@@ -246,6 +254,10 @@ def _check_ranges(p: Params) -> None:
 def _check_crawl(c: Crawl) -> None:
     if not 0 <= c.near_duplicate_distance <= 32:
         raise ParamError(f"crawl.near_duplicate_distance must be 0 to 32 (bits of 64), got {c.near_duplicate_distance}")
+    if c.workers < 0:
+        raise ParamError(f"crawl.workers must be 0 (one per CPU core) or more, got {c.workers}")
+    if c.synthetic.seed < 0:
+        raise ParamError(f"crawl.synthetic.seed must be 0 or more, got {c.synthetic.seed}")
     if c.bing.retries < 0:
         raise ParamError(f"crawl.bing.retries must be 0 or more, got {c.bing.retries}")
     size = c.bing.filters.size
