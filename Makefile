@@ -8,7 +8,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro speed test bench bench-int8 bench-train check-repro check-repro-lock
+.PHONY: setup repro speed test bench bench-int8 bench-train bench-scale check-repro check-repro-lock
 setup: $(VENV)/.installed
 
 # The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
@@ -46,6 +46,11 @@ bench-int8: setup
 # img/s of a full training step: fp32 eager beside the setting params.yaml chooses
 bench-train: setup
 	python -m stages.tools.train_bench
+
+# the crawl stage at 190, 1,900 and 19,000 synthetic images and a folder of the largest: time,
+# peak memory with its workers, the duplicate search's share; then 1 vs 2 workers
+bench-scale: setup
+	python -m stages.tools.scale_bench
 
 # dvc repro twice, each in a fresh clone of HEAD, on the tests' tiny profile; fails if
 # dvc status is not clean after a run or if the two runs' outputs differ (timings aside)

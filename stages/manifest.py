@@ -1,4 +1,9 @@
-"""The CSV files that pass data between stages: the raw image manifest and the split lists."""
+"""The CSV files of the pipeline: the crawl's bookkeeping (manifest, rejects) and the split lists.
+
+data/raw holds only images, data/raw/<class>/<file>; what the crawl knows about them (where each
+came from, when, its hash) and about the files it rejected lives apart in data/crawl, so that a
+re-crawl that finds the same images at another time does not change what later stages read.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,14 @@ from pathlib import Path
 from stages.atomic import write_csv
 from stages.errors import PipelineError
 
-RAW_DIR = Path("data/raw")
+RAW_DIR = Path("data/raw")  # images only: <class>/<class>_<nnn>.<ext>
+CRAWL_DIR = Path("data/crawl")  # manifest.csv and rejects.csv
 SPLIT_DIR = Path("data/split")
 
-# One row per kept image. `path` is relative to the manifest's folder.
-MANIFEST_FIELDS = ["path", "class", "keyword", "source", "url", "page_url", "sha256", "width", "height", "bytes", "time"]
+# One row per kept image. `path` is relative to data/raw; `warnings`: what the decoder warned about.
+MANIFEST_FIELDS = [
+    "path", "class", "keyword", "source", "url", "page_url", "sha256", "width", "height", "bytes", "time", "warnings",
+]
 # One row per rejected image: where it came from and why (stages/sources/cleaning.py lists the reasons).
 REJECT_FIELDS = ["class", "keyword", "source", "url", "page_url", "time", "reason", "detail"]
 SPLIT_FIELDS = ["path", "class"]
@@ -37,8 +45,13 @@ def read_csv(path: Path, required: list[str]) -> list[dict]:
         raise PipelineError(f"{path} not found: run the stage that writes it (dvc repro)") from None
 
 
-def read_manifest(raw_dir: Path = RAW_DIR) -> list[dict]:
-    return read_csv(raw_dir / "manifest.csv", MANIFEST_FIELDS)
+def read_manifest(crawl_dir: Path = CRAWL_DIR) -> list[dict]:
+    """The crawl's manifest, one row per image under data/raw (for people and tests: no stage reads it)."""
+    return read_csv(crawl_dir / "manifest.csv", MANIFEST_FIELDS)
+
+
+def read_rejects(crawl_dir: Path = CRAWL_DIR) -> list[dict]:
+    return read_csv(crawl_dir / "rejects.csv", REJECT_FIELDS)
 
 
 def write_split(path: Path, examples: list[Example]) -> None:

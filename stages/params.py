@@ -44,6 +44,7 @@ class BirdClass(Section):
 
 
 class SyntheticSource(Section):
+    seed: NonNegative = 42  # the drawings' one seed (the crawl does not depend on the top-level seed)
     total_images: Positive = 190
     min_size: Positive = 180
     max_size: Positive = 480
@@ -71,6 +72,7 @@ class BingSource(Section):
     endpoint: Annotated[str, Field(pattern=r"^https?://[^/]+")] = "https://www.bing.com/images/async"
     timeout_s: PositiveFloat = 10.0  # per request, for result pages and images alike
     retries: NonNegative = 2  # further tries after a connection error, a timeout or an HTTP 5xx/429
+    threads: Positive = 4  # images downloaded at once; files are numbered by result order whatever this is
 
 
 class FolderSource(Section):
@@ -81,6 +83,9 @@ class Crawl(Section):
     source: Literal["synthetic", "bing", "folder"] = "synthetic"
     min_side: Positive = 100  # images whose shorter side is below this are rejected
     near_duplicate_distance: Annotated[int, Field(ge=0, le=32)] = 4  # perceptual-hash bits (of 64)
+    workers: NonNegative = 0  # decoding (and drawing) processes; 0 = one per CPU core; the output is the same for any count
+    decode_timeout_s: PositiveFloat = 30.0  # an image whose decoding takes longer is rejected (timed_out)
+    decode_memory_mb: Positive = 2048  # an image whose decoding needs more memory is rejected (over_memory_cap)
     synthetic: SyntheticSource = SyntheticSource()
     bing: BingSource = BingSource()
     folder: FolderSource = FolderSource()
@@ -227,8 +232,8 @@ class DeclaredParams:
 
 
 def load_params(*reads: str, path: Path | str = PARAMS_FILE) -> Params:
-    """params.yaml, validated whole. With `reads` (dotted keys: `seed`, `train`, `train.lr`), a
-    view that allows only those keys; without, all of it (tools and tests)."""
+    """params.yaml, validated whole. With `reads` (dotted keys: `seed`, `train`, `train.lr`,
+    `crawl.{crawl.source}`), a view that allows only those keys; without, all of it (tools, tests)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -242,7 +247,19 @@ def load_params(*reads: str, path: Path | str = PARAMS_FILE) -> Params:
         params = Params.model_validate(raw)
     except ValidationError as e:
         raise ParamError(error_message(e)) from None
-    return DeclaredParams(params, frozenset(reads)) if reads else params  # type: ignore[return-value]
+    return DeclaredParams(params, frozenset(resolve(key, raw) for key in reads)) if reads else params  # type: ignore[return-value]
+
+
+def resolve(key: str, raw: dict) -> str:
+    """`crawl.{crawl.source}` -> `crawl.synthetic`: a key that names a section chosen by a param,
+    as dvc.yaml's `crawl.${crawl.source}` does."""
+    def value(match: re.Match) -> str:
+        node = raw
+        for part in match.group(1).split("."):
+            node = node[part]
+        return str(node)
+
+    return re.sub(r"\{([\w.]+)\}", value, key)
 
 
 TYPE_NAMES = {"int_type": "int", "float_type": "float", "bool_type": "bool", "string_type": "str", "list_type": "a list"}

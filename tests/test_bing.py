@@ -7,7 +7,7 @@ import pytest
 
 from fake_bing import Served, bomb_png, encode, picture
 from stages.sources import bing
-from stages.sources.cleaning import REASONS, clean
+from stages.sources.cleaning import clean
 from stages.params import BingFilters, BingSource, BirdClass
 
 MYNA = BirdClass("myna", "ハッカチョウ")
@@ -16,12 +16,12 @@ SUNBIRD = BirdClass("sunbird", "タイヨウチョウ")
 RETRIES = 1
 
 
-def crawl(fake, classes, **options):
+def crawl(fake, classes, dest, **options):
     cfg = BingSource(endpoint=fake.endpoint, timeout_s=0.5, retries=RETRIES, **({"max_num": 10} | options))
-    return clean(bing.find_images(classes, cfg), min_side=64, near_duplicate_distance=4)
+    return clean(bing.search(classes, cfg), dest, min_side=64, near_duplicate_distance=4)
 
 
-def test_clean_crawl_of_several_classes_keeps_every_format_and_its_provenance(fake_bing):
+def test_clean_crawl_of_several_classes_keeps_every_format_and_its_provenance(fake_bing, tmp_path):
     served = {}
     for k, bird in enumerate([MYNA, WARBLER, SUNBIRD]):
         for i in range(3):
@@ -34,7 +34,7 @@ def test_clean_crawl_of_several_classes_keeps_every_format_and_its_provenance(fa
     fake_bing.add(SUNBIRD.keyword, "tern.webp", Served(served["tern.webp"], "image/webp"))
     fake_bing.add(SUNBIRD.keyword, "png-as.jpg?w=1&h=2", Served(served["png-as.jpg"], "image/png"))
 
-    cleaned = crawl(fake_bing, [MYNA, WARBLER, SUNBIRD], filters=BingFilters(type="photo", license="creativecommons"))
+    cleaned = crawl(fake_bing, [MYNA, WARBLER, SUNBIRD], tmp_path, filters=BingFilters(type="photo", license="creativecommons"))
 
     assert cleaned.rejected == []
     assert dict(cleaned.found) == {"myna": 3, "reed_warbler": 3, "sunbird": 6}
@@ -44,15 +44,16 @@ def test_clean_crawl_of_several_classes_keeps_every_format_and_its_provenance(fa
     assert by_url["tern.webp"].name == "sunbird/sunbird_004.webp"
     assert by_url["png-as.jpg?w=1&h=2"].name == "sunbird/sunbird_005.png"
     for name, k in by_url.items():
-        assert k.data == served[name.split("?")[0]]  # upright RGB already: saved byte for byte
-        assert k.sha256 == hashlib.sha256(k.data).hexdigest()
+        data = (tmp_path / k.name).read_bytes()
+        assert data == served[name.split("?")[0]]  # upright RGB already: saved byte for byte
+        assert k.sha256 == hashlib.sha256(data).hexdigest() and k.size == len(data)
         assert k.found.page_url == f"https://example.org/birds/{name}.html"
         assert k.found.source == "bing" and k.found.time.endswith("+00:00")
     assert [q["q"] for q in fake_bing.queries] == ["ハッカチョウ", "ヨシキリ", "タイヨウチョウ"]
     assert all(q["qft"] == " filterui:photo-photo filterui:licenseType-Any" for q in fake_bing.queries)
 
 
-def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing):
+def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing, tmp_path):
     original = encode(picture(1))
     fake_bing.add(MYNA.keyword, "ok.jpg", Served(original))
     fake_bing.add(MYNA.keyword, "missing.jpg", Served(status=404))
@@ -70,7 +71,7 @@ def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing
     fake_bing.add(WARBLER.keyword, "warbler.jpg", Served(encode(picture(7))))
 
     # 40 asked: two result pages; the second has no results, the first fewer than asked.
-    cleaned = crawl(fake_bing, [MYNA, WARBLER], max_num=40)
+    cleaned = crawl(fake_bing, [MYNA, WARBLER], tmp_path, max_num=40)
 
     reasons = {r.found.url.rsplit("/", 1)[1]: (r.reason, r.detail) for r in cleaned.rejected}
     assert reasons.pop("missing.jpg") == ("fetch_failed", "HTTP 404")
@@ -97,15 +98,17 @@ def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing
     assert fake_bing.hits["/img/flaky.jpg"] == 2 and fake_bing.hits["/img/missing.jpg"] == 1
     assert [q["first"] for q in fake_bing.queries if q["q"] == MYNA.keyword] == ["0", "20"]
     summary = cleaned.summary(["myna", "reed_warbler"]).splitlines()
-    assert summary[0].split() == ["class", "found", "kept", *REASONS]  # every reason occurred
+    occurred = ["fetch_failed", "not_an_image", "broken", "decompression_bomb", "too_small", "exact_duplicate",
+                "near_duplicate", "in_several_classes"]  # in the order of REASONS
+    assert summary[0].split() == ["class", "found", "kept", *occurred]
     assert summary[1].split() == ["myna", "12", "2", "3", "1", "1", "1", "1", "1", "1", "1"]
     assert summary[3].split() == ["total", "14", "3", "3", "1", "1", "1", "1", "1", "1", "2"]
 
 
-def test_max_num_caps_the_downloads_of_a_class(fake_bing):
+def test_max_num_caps_the_downloads_of_a_class(fake_bing, tmp_path):
     for i in range(6):
         fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
-    cleaned = crawl(fake_bing, [MYNA], max_num=4)
+    cleaned = crawl(fake_bing, [MYNA], tmp_path, max_num=4)
     assert [k.found.url.rsplit("/", 1)[1] for k in cleaned.kept] == ["m0.jpg", "m1.jpg", "m2.jpg", "m3.jpg"]
     assert cleaned.rejected == []
 
@@ -113,17 +116,33 @@ def test_max_num_caps_the_downloads_of_a_class(fake_bing):
 def test_result_page_errors_are_retried_then_reported(fake_bing):
     fake_bing.page_status = 500
     with pytest.raises(bing.BingUnreachable, match=f"HTTP 500 after {RETRIES + 1} tries.*crawl.source: synthetic"):
-        list(bing.find_images([MYNA], BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=10)))
+        list(bing.search([MYNA], BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=10)))
     assert fake_bing.hits["/images/async"] == RETRIES + 1
 
 
-def test_no_network_fails_with_how_to_run_offline(monkeypatch):
+def test_no_network_fails_with_how_to_run_offline():
     with socket.socket() as s:  # a port nothing listens on: connections are refused, as offline
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}/images/async"
-    monkeypatch.setenv(bing.ENDPOINT_ENV, closed)  # wins over the param's www.bing.com
     with pytest.raises(bing.BingUnreachable) as err:
-        list(bing.find_images([MYNA, WARBLER], BingSource(timeout_s=1.0, retries=1)))
+        list(bing.search([MYNA, WARBLER], BingSource(endpoint=closed, timeout_s=1.0, retries=1)))
     message = str(err.value)
     assert f"class myna ({MYNA.keyword}) at {closed}?" in message
     assert "crawl.source: synthetic" in message and "crawl.source: folder" in message
+
+
+def test_parallel_downloads_keep_result_order_and_what_one_thread_would_keep(fake_bing, tmp_path):
+    """Slow images early in the results finish last; the files are numbered by result order all
+    the same, and max_num keeps the first results, as a one-at-a-time crawl would."""
+    for i in range(8):
+        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i)), delay_s=0.3 if i in (0, 2) else 0.0))
+    fake_bing.add(MYNA.keyword, "gone.jpg", Served(status=404))
+    for i in range(8, 12):
+        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
+
+    cleaned = crawl(fake_bing, [MYNA], tmp_path, max_num=9, threads=4)
+
+    assert [(k.name, k.found.url.rsplit("/", 1)[1]) for k in cleaned.kept] == [
+        (f"myna/myna_{i:03d}.jpg", f"m{i}.jpg") for i in range(9)
+    ]
+    assert [(r.found.url.rsplit("/", 1)[1], r.reason) for r in cleaned.rejected] == [("gone.jpg", "fetch_failed")]

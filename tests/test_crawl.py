@@ -1,8 +1,11 @@
 """The crawl stage as `python -m stages.crawl` runs it: every source, the manifest, the rejects, the failures."""
 
-import csv
 import hashlib
+import shutil
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import yaml
@@ -11,7 +14,8 @@ from PIL import Image
 from conftest import ROOT, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
-from stages.sources.cleaning import CrawlError
+from stages.manifest import read_manifest, read_rejects
+from stages.sources.cleaning import CrawlError, near_pairs
 from stages.sources.synthetic import synthesize
 
 
@@ -22,40 +26,51 @@ def run_crawl(project: Path, params: dict, monkeypatch) -> None:
     crawl.main()
 
 
-def read_rows(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def files_under(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_synthetic_default_keeps_all_190_images(tmp_path, monkeypatch):
+def test_synthetic_default_keeps_all_190_images_and_data_raw_holds_only_images(tmp_path, monkeypatch):
     run_crawl(tmp_path, yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8")), monkeypatch)
-    rows = read_rows(tmp_path / "data/raw/manifest.csv")
+    rows = read_manifest(tmp_path / "data/crawl")
     assert len(rows) == 190
-    assert read_rows(tmp_path / "data/raw/rejects.csv") == []
+    assert read_rejects(tmp_path / "data/crawl") == []
+    assert set(files_under(tmp_path / "data/raw")) == {r["path"] for r in rows}
+    assert set(files_under(tmp_path / "data/crawl")) == {"manifest.csv", "rejects.csv"}
 
 
 def test_synthetic_files_are_the_generated_bytes_and_a_rerun_is_identical(tmp_path, monkeypatch):
     params = tiny_params()
+    params["seed"] = 7  # the top-level seed does not draw the data: crawl.synthetic.seed does
     run_crawl(tmp_path / "a", params, monkeypatch)
     run_crawl(tmp_path / "b", params, monkeypatch)
-    first, second = files_under(tmp_path / "a/data/raw"), files_under(tmp_path / "b/data/raw")
+    first, second = files_under(tmp_path / "a/data"), files_under(tmp_path / "b/data")
     assert first == second
     cfg = params["crawl"]["synthetic"]
     slugs = [c["slug"] for c in params["classes"]]
-    generated = synthesize(slugs, cfg["total_images"], params["seed"], size_range=(cfg["min_size"], cfg["max_size"]))
-    assert {f"{s}/{s}_{i:03d}.jpg": data for s, i, data in generated} == {
-        name: data for name, data in first.items() if name.endswith(".jpg")
+    generated = synthesize(slugs, cfg["total_images"], cfg["seed"], size_range=(cfg["min_size"], cfg["max_size"]))
+    assert {f"raw/{s}/{s}_{i:03d}.jpg": data for s, i, data in generated} == {
+        name: data for name, data in first.items() if name.startswith("raw/")
     }
+
+
+def test_one_and_two_workers_give_byte_identical_outputs(tmp_path, monkeypatch):
+    params = tiny_params()
+    params["crawl"]["synthetic"]["total_images"] = 36
+    params["crawl"]["near_duplicate_distance"] = 20  # many near-duplicates: their choice must not depend on timing
+    outputs = []
+    for workers in (1, 2):
+        params["crawl"]["workers"] = workers
+        run_crawl(tmp_path / f"w{workers}", params, monkeypatch)
+        outputs.append(files_under(tmp_path / f"w{workers}/data"))
+    assert outputs[0] == outputs[1]
+    rejects = read_rejects(tmp_path / "w1/data/crawl")
+    assert len(rejects) >= 4 and {r["reason"] for r in rejects} <= {"near_duplicate", "in_several_classes"}
 
 
 def test_bing_crawl_writes_a_manifest_whose_every_row_matches_its_file(tmp_path, monkeypatch, fake_bing, capsys):
     params = tiny_params()
     params["crawl"].update(source="bing", bing={"max_num": 10, "endpoint": fake_bing.endpoint, "retries": 1})
-    params["split"] = {"train": 6, "test": 3}
     for k, c in enumerate(params["classes"]):
         for i in range(3):
             fake_bing.add(c["keyword"], f"{c['slug']}{i}.jpg", Served(encode(picture(10 * k + i))))
@@ -65,7 +80,7 @@ def test_bing_crawl_writes_a_manifest_whose_every_row_matches_its_file(tmp_path,
     run_crawl(tmp_path, params, monkeypatch)
 
     raw = tmp_path / "data/raw"
-    rows = read_rows(raw / "manifest.csv")
+    rows = read_manifest(tmp_path / "data/crawl")
     assert len(rows) == 10
     for row in rows:
         data = (raw / row["path"]).read_bytes()
@@ -75,8 +90,8 @@ def test_bing_crawl_writes_a_manifest_whose_every_row_matches_its_file(tmp_path,
             assert img.size == (int(row["width"]), int(row["height"]))
         assert row["source"] == "bing" and row["url"].startswith(fake_bing.base) and row["page_url"] and row["time"]
         assert row["keyword"] == next(c["keyword"] for c in params["classes"] if c["slug"] == row["class"])
-    assert set(files_under(raw)) == {r["path"] for r in rows} | {"manifest.csv", "rejects.csv"}
-    rejects = read_rows(raw / "rejects.csv")
+    assert set(files_under(raw)) == {r["path"] for r in rows}
+    rejects = read_rejects(tmp_path / "data/crawl")
     assert [(r["class"], r["reason"], r["detail"]) for r in rejects] == [("myna", "fetch_failed", "HTTP 404")]
     printed = capsys.readouterr().out.splitlines()
     summary = {line.split()[0]: line.split()[1:] for line in printed if not line.startswith("crawl:")}
@@ -84,20 +99,59 @@ def test_bing_crawl_writes_a_manifest_whose_every_row_matches_its_file(tmp_path,
     assert summary["myna"] == ["4", "3", "1"] and summary["total"] == ["11", "10", "1"]
 
 
-def test_too_few_images_for_the_split_stops_before_data_raw_is_touched(tmp_path, monkeypatch):
+def folder_of_birds(root: Path, slugs: list[str], count: dict[str, int]) -> None:
+    for k, slug in enumerate(slugs):
+        (root / slug).mkdir(parents=True, exist_ok=True)
+        for i in range(count.get(slug, 9)):
+            (root / slug / f"{i}.jpg").write_bytes(encode(picture(10 * k + i)))
+
+
+def test_a_crawl_too_small_for_the_split_still_writes_its_data(tmp_path, monkeypatch):
+    """Whether the data can give the split is the split stage's question (it lists every class's count)."""
+    params = tiny_params()
+    folder_of_birds(tmp_path / "mine", [c["slug"] for c in params["classes"]], {"sunbird": 1})
+    params["crawl"].update(source="folder", folder={"path": "mine"})
+    run_crawl(tmp_path, params, monkeypatch)
+    assert Counter(r["class"] for r in read_manifest(tmp_path / "data/crawl")) == {"myna": 9, "reed_warbler": 9, "sunbird": 1}
+
+
+def test_a_failed_crawl_leaves_the_previous_data_as_it_was(tmp_path, monkeypatch):
     params = tiny_params()
     slugs = [c["slug"] for c in params["classes"]]
-    for k, slug in enumerate(slugs):
-        (tmp_path / "mine" / slug).mkdir(parents=True)
-        for i in range(1 if slug == "sunbird" else 9):
-            (tmp_path / "mine" / slug / f"{i}.jpg").write_bytes(encode(picture(10 * k + i)))
+    folder_of_birds(tmp_path / "mine", slugs, {})
     params["crawl"].update(source="folder", folder={"path": "mine"})
-    (tmp_path / "data/raw").mkdir(parents=True)
-    (tmp_path / "data/raw/manifest.csv").write_text("from the last good crawl\n")
+    run_crawl(tmp_path, params, monkeypatch)
+    before = files_under(tmp_path / "data")
+    assert len(before) == 3 * 9 + 2
 
-    with pytest.raises(CrawlError) as err:
+    shutil.rmtree(tmp_path / "mine" / "sunbird")  # the crawl now fails, after reading two classes
+    with pytest.raises(CrawlError, match="no folder for class sunbird"):
         run_crawl(tmp_path, params, monkeypatch)
 
-    assert "too few in: sunbird" in str(err.value)
-    assert "myna: 9, reed_warbler: 9, sunbird: 1" in str(err.value)
-    assert files_under(tmp_path / "data") == {"raw/manifest.csv": b"from the last good crawl\n"}
+    assert files_under(tmp_path / "data") == before
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["crawl", "raw"]  # no staging left behind
+
+
+def brute_force_pairs(hashes: list[int], max_distance: int) -> set[tuple[int, int]]:
+    """The all-pairs search the index replaces: every pair's Hamming distance."""
+    h = np.array(hashes, dtype=np.uint64)
+    distance = np.bitwise_count(h[:, None] ^ h[None, :])
+    j, i = np.nonzero(np.triu(distance <= max_distance, k=1))
+    return set(zip(j.tolist(), i.tolist()))
+
+
+@pytest.mark.parametrize("max_distance", [0, 1, 4, 9])
+def test_the_near_duplicate_index_finds_exactly_the_pairs_of_the_all_pairs_search(max_distance):
+    rng = np.random.default_rng(max_distance)
+    hashes = [int(x) for x in rng.integers(0, 2**64, 2500, dtype=np.uint64)]
+    for _ in range(800):  # planted: a copy of an earlier hash with 0 to 12 bits flipped
+        flipped = rng.choice(64, size=int(rng.integers(0, 13)), replace=False)
+        hashes.append(hashes[int(rng.integers(len(hashes)))] ^ sum(1 << int(b) for b in flipped))
+    rng.shuffle(hashes)
+
+    found = list(near_pairs(hashes, max_distance))
+
+    expected = brute_force_pairs(hashes, max_distance)
+    assert len(found) == len(set(found))
+    assert set(found) == expected
+    assert len(expected) > 50  # the planted pairs are there to be found

@@ -19,6 +19,7 @@ import yaml
 from dvc.repo import Repo
 
 from conftest import ROOT
+from stages.params import resolve
 
 PACKAGES = ("stages", "birds_onnx")
 # Modules a stage imports by name at run time, chosen by a param (dvc.yaml templates the same choice).
@@ -99,7 +100,7 @@ def test_params_deps_are_the_keys_the_stage_reads(stage):
     if not declared:
         assert "load_params" not in Path(module.__file__).read_text(encoding="utf-8")
     listed = [key for d in stage.deps if hasattr(d, "params") for key in d.params]
-    assert sorted(listed) == sorted(declared)
+    assert sorted(listed) == sorted(resolve(key, PARAMS) for key in declared)
 
 
 def test_the_closure_follows_imports_through_packages():

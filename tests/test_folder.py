@@ -8,7 +8,7 @@ from PIL import ExifTags, Image
 
 from fake_bing import encode, picture
 from stages.sources.cleaning import CrawlError, clean
-from stages.sources.folder import find_images
+from stages.sources.folder import read_folder
 
 
 def grey_of(seed: int) -> np.ndarray:
@@ -48,7 +48,7 @@ def test_odd_but_valid_images_become_upright_rgb_with_the_right_extension(tmp_pa
     for name, data in odd_images().items():
         (tmp_path / "crow" / name).write_bytes(data)
 
-    cleaned = clean(find_images(tmp_path, ["crow"]), min_side=64, near_duplicate_distance=4)
+    cleaned = clean(read_folder(tmp_path, ["crow"]), tmp_path / "out", min_side=64, near_duplicate_distance=4)
 
     assert cleaned.rejected == []
     kept = {k.found.source.rsplit("/", 1)[1]: k for k in cleaned.kept}
@@ -56,7 +56,8 @@ def test_odd_but_valid_images_become_upright_rgb_with_the_right_extension(tmp_pa
         "alpha.png": ".png", "anim.gif": ".png", "cmyk.jpg": ".jpg", "grey.jpg": ".jpg",
         "grey16.png": ".png", "palette.png": ".png", "photo.webp": ".webp", "rotated.jpg": ".jpg",
     }
-    images = {name: pixels(k.data) for name, k in kept.items()}  # every one decodes as RGB
+    saved = {name: (tmp_path / "out" / k.name).read_bytes() for name, k in kept.items()}
+    images = {name: pixels(data) for name, data in saved.items()}  # every one decodes as RGB
     assert all(k.found.source == f"{tmp_path.as_posix()}/crow/{name}" for name, k in kept.items())
 
     assert np.abs(images["cmyk.jpg"] - np.asarray(picture(1))).mean() < 6
@@ -66,7 +67,7 @@ def test_odd_but_valid_images_become_upright_rgb_with_the_right_extension(tmp_pa
     assert np.abs(images["rotated.jpg"] - np.asarray(picture(4, (128, 96)))).mean() < 6
     assert kept["rotated.jpg"].width == 128 and kept["rotated.jpg"].height == 96
     assert np.abs(images["grey.jpg"] - grey_of(5)[..., None]).mean() < 3
-    assert kept["photo.webp"].data == odd_images()["photo.webp"]  # upright RGB already: kept as it is
+    assert saved["photo.webp"] == odd_images()["photo.webp"]  # upright RGB already: kept as it is
     assert (images["alpha.png"][:30] == 255).all()
     assert (images["alpha.png"][30:] == np.asarray(picture(7))[30:]).all()
 
@@ -81,7 +82,7 @@ def test_every_file_is_examined_hidden_ones_skipped_and_sources_are_the_original
     (tmp_path / "gull" / "c.jpg").write_bytes(encode(picture(3)))
     (tmp_path / "unlisted").mkdir()
 
-    cleaned = clean(find_images(tmp_path, ["crow", "gull"]), min_side=64, near_duplicate_distance=4)
+    cleaned = clean(read_folder(tmp_path, ["crow", "gull"]), tmp_path / "out", min_side=64, near_duplicate_distance=4)
 
     assert [(k.name, k.found.source) for k in cleaned.kept] == [
         ("crow/crow_000.jpg", f"{tmp_path.as_posix()}/crow/a.jpg"),
@@ -97,9 +98,9 @@ def test_a_missing_class_folder_is_named_with_what_is_there(tmp_path):
     (tmp_path / "crow").mkdir()
     (tmp_path / "Gull").mkdir()
     with pytest.raises(CrawlError, match="has no folder for class gull; it has: Gull, crow"):
-        list(find_images(tmp_path, ["crow", "gull"]))
+        list(read_folder(tmp_path, ["crow", "gull"]))
 
 
 def test_a_path_that_is_not_a_folder_names_the_param(tmp_path):
     with pytest.raises(CrawlError, match=r"crawl.folder.path: .*nowhere is not a folder"):
-        list(find_images(tmp_path / "nowhere", ["crow"]))
+        list(read_folder(tmp_path / "nowhere", ["crow"]))

@@ -135,11 +135,11 @@ def test_dvc_repro_with_the_bing_source_against_a_fake_server(tmp_path, fake_bin
 
     print(repro.stdout)  # the crawl summary, for `pytest -s`
     raw = project / "data/raw"
-    rows = list(csv.DictReader((raw / "manifest.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((project / "data/crawl/manifest.csv").open(encoding="utf-8")))
     assert Counter(r["class"] for r in rows) == {"myna": 8, "reed_warbler": 9, "sunbird": 9}
     assert all(hashlib.sha256((raw / r["path"]).read_bytes()).hexdigest() == r["sha256"] for r in rows)
     assert all(r["source"] == "bing" and r["url"].startswith(fake_bing.base) for r in rows)
-    rejects = list(csv.DictReader((raw / "rejects.csv").open(encoding="utf-8")))
+    rejects = list(csv.DictReader((project / "data/crawl/rejects.csv").open(encoding="utf-8")))
     assert Counter(r["reason"] for r in rejects) == {"fetch_failed": 1, "not_an_image": 1, "in_several_classes": 2}
     assert "| onnx |" in (project / "metrics/report.md").read_text()
     assert "up to date" in run(["dvc", "status"], project).stdout

@@ -83,3 +83,8 @@ def test_a_class_does_not_change_when_another_class_is_added():
     alone = generate(["woodpecker"], 2, seed=5)
     among_others = generate(["gull", "woodpecker", "crow"], 6, seed=5)
     assert [item for item in among_others if item[0] == "woodpecker"] == alone
+
+
+def test_two_workers_draw_the_same_bytes_in_the_same_order():
+    species = ["crow", "gull", "sunbird", "myna"]
+    assert list(synthesize(species, 10, 3, size_range=TINY, workers=2)) == generate(species, 10, seed=3)

@@ -4,13 +4,18 @@ icrawler's BingImageCrawler is built from a feeder (result-page URLs), a parser 
 each page) and a downloader. Each is replaced here by a small subclass:
 
 - the feeder takes the endpoint as an argument (icrawler hard-codes www.bing.com), so tests and
-  users behind a proxy can point it at another host: crawl.bing.endpoint, or the environment
-  variable BIRDS_BING_ENDPOINT, which wins;
+  users behind a proxy can point it at another host: crawl.bing.endpoint (a param, so DVC sees it);
 - the parser reads each result's `m` attribute as JSON: icrawler's regex keeps only URLs ending in
   .jpg and drops the page an image comes from, which the manifest records;
 - the downloader saves every answer with status 200, leaving the verdict (and its reason) to the
   cleaning, and records each result's provenance and outcome in process_meta;
-- the queue between parser and downloader mends two icrawler flaws that lose results.
+- the queue between parser and downloader mends two icrawler flaws that lose results, and numbers
+  the results in the order Bing gave them.
+
+Images download crawl.bing.threads at a time, so a slow or dead image server costs its own
+timeout, not everyone's. The crawl keeps what a one-at-a-time crawl would keep: the results in
+Bing's order up to the one that makes crawl.bing.max_num downloaded images; the downloads that
+finished beyond it (the other threads' work) are dropped.
 
 The HTTP session retries connection errors, timeouts and 5xx answers a bounded number of times.
 icrawler's crawl() returns nothing and logs errors instead of raising them, so the outcome of every
@@ -22,8 +27,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import queue
+import threading
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,9 +45,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from stages.sources.cleaning import CrawlError, Found
-from stages.params import BirdClass, BingFilters, BingSource
+from stages.params import BirdClass, BingFilters, BingSource, Params
 
-ENDPOINT_ENV = "BIRDS_BING_ENDPOINT"
 PAGE_STEP = 20  # icrawler's Bing feeder asks for every 20th result (Bing answers up to 35 a page)
 BACKOFF_S = 0.5  # urllib3 sleeps 0, 2x, 4x ... this between retries
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -51,7 +55,7 @@ POLL_S = 0.2  # how often waiting threads look again
 OFFLINE_HINT = (
     "Without network, crawl offline: crawl.source: synthetic (built in) or crawl.source: folder with "
     "crawl.folder.path (your own images), e.g. `dvc exp run -S crawl.source=synthetic`. Behind a proxy, "
-    f"set HTTPS_PROXY, or point crawl.bing.endpoint (or {ENDPOINT_ENV}) at a host you can reach."
+    "set HTTPS_PROXY, or point crawl.bing.endpoint at a host you can reach."
 )
 
 
@@ -59,13 +63,14 @@ class BingUnreachable(CrawlError):
     """No result page could be read."""
 
 
-def endpoint(cfg: BingSource) -> str:
-    return os.environ.get(ENDPOINT_ENV) or cfg.endpoint
+def find_images(params: Params) -> Iterator[Found]:
+    """The crawl's bing source: one search per class of params, with crawl.bing's settings."""
+    return search(list(params.classes), params.crawl.bing)
 
 
-def find_images(classes: list[BirdClass], cfg: BingSource) -> Iterator[Found]:
+def search(classes: list[BirdClass], cfg: BingSource) -> Iterator[Found]:
     """Search Bing once per class with its keyword; yield every result, downloaded or not."""
-    url = endpoint(cfg)
+    url = cfg.endpoint
     print(f"crawl: searching {url} for {len(classes)} classes, up to {cfg.max_num} images each")
     for c in classes:
         with tempfile.TemporaryDirectory(prefix="bing-") as staging:
@@ -73,7 +78,7 @@ def find_images(classes: list[BirdClass], cfg: BingSource) -> Iterator[Found]:
 
 
 def crawl_class(bird: BirdClass, cfg: BingSource, url: str, staging: Path) -> list[Found]:
-    crawler = BingCrawler(cfg.retries, trust_env=not is_loopback(url), root_dir=staging)
+    crawler = BingCrawler(cfg.retries, cfg.threads, trust_env=not is_loopback(url), root_dir=staging)
     crawler.crawl(
         feeder_kwargs=dict(endpoint=url, keyword=bird.keyword, max_num=cfg.max_num, filters=filter_options(cfg.filters)),
         parser_kwargs=dict(queue_timeout=POLL_S, req_timeout=cfg.timeout_s, max_retry=1),  # retries: the session's
@@ -87,7 +92,7 @@ def crawl_class(bird: BirdClass, cfg: BingSource, url: str, staging: Path) -> li
             f"{failures.get(pages[0], 'no answer')}. {OFFLINE_HINT}"
         )
     found = []
-    for r in crawler.downloader.results:
+    for r in crawler.downloader.in_result_order():
         data = (staging / r["filename"]).read_bytes() if r["filename"] else None
         found.append(Found(bird.slug, "bing", data, r["error"], r["url"], r["page_url"], r["time"]))
     failed_pages = [f"{failures[p]} at first={i * PAGE_STEP}" for i, p in enumerate(pages) if p in failures]
@@ -190,25 +195,48 @@ class JsonParser(BingParser):
 
 
 class ProvenanceDownloader(ImageDownloader):
-    """Saves every 200 answer and records, for each result, its URLs, file (or why not) and time."""
+    """Saves every 200 answer and records, for each result, its URLs, file (or why not) and time.
+
+    Several threads download at once, and finish in any order. The crawl ends once the results
+    in Bing's order, from the first one on, are all finished and hold max_num downloads: what a
+    one-at-a-time crawl would have kept, whatever the threads' timing."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.results: list[dict] = []
+        self.results: dict[int, dict] = {}  # result index -> outcome
+        self.results_lock = threading.Lock()
 
     def keep_file(self, task, response, **kwargs):
         return True  # the cleaning decides, and writes down why
 
+    def reach_max_num(self):
+        if self.signal.get("reach_max_num"):
+            return True
+        return self.max_num > 0 and len(self.in_result_order()) >= self.max_num and self.prefix_downloads() >= self.max_num
+
+    def prefix_downloads(self) -> int:
+        return sum(r["filename"] is not None for r in self.in_result_order())
+
+    def in_result_order(self) -> list[dict]:
+        """The finished results from the first on, without gaps, up to the max_num-th download."""
+        with self.results_lock:
+            done = dict(self.results)
+        prefix, downloads = [], 0
+        while len(prefix) in done and (self.max_num <= 0 or downloads < self.max_num):
+            prefix.append(done[len(prefix)])
+            downloads += prefix[-1]["filename"] is not None
+        return prefix
+
     def process_meta(self, task):
-        if not task["success"] and self.signal.get("reach_max_num"):
-            return  # asked for after max_num was reached: not part of this crawl
         error = "" if task["success"] else self.session.failures.get(task["file_url"], "not downloaded")
-        self.results.append(
-            dict(
-                url=task["file_url"], page_url=task.get("page_url", ""), filename=task["filename"], error=error,
-                time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            )
+        result = dict(
+            url=task["file_url"], page_url=task.get("page_url", ""), filename=task["filename"] if task["success"] else None,
+            error=error, time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+        with self.results_lock:
+            self.results[task["index"]] = result
+        if self.reach_max_num():
+            self.signal.set(reach_max_num=True)  # the other threads take no more results
 
 
 class TaskQueue(CachedQueue):
@@ -217,15 +245,18 @@ class TaskQueue(CachedQueue):
       second (the downloader busy with a slow image) the parser's retry is dropped as a duplicate
       and the result is lost. Here a put waits for room, until the crawl stops.
     - get(): icrawler's downloader stops waiting for tasks after a timeout even while the parser is
-      still fetching a slow result page. Here a get waits for as long as the parser runs."""
+      still fetching a slow result page. Here a get waits for as long as the parser runs.
+    Each new result gets its index in Bing's order (one parser thread puts them)."""
 
     def __init__(self, signal, maxsize: int):
         super().__init__(maxsize)
         self.signal = signal
+        self.next_index = 0
 
     def put(self, item, block=True, timeout=None, dup_callback=None):
         if self.is_duplicated(item):
             return
+        item["index"], self.next_index = self.next_index, self.next_index + 1
         while not self.signal.get("reach_max_num"):
             try:
                 return queue.Queue.put(self, item, timeout=POLL_S)  # not CachedQueue's: seen already
@@ -244,13 +275,13 @@ class TaskQueue(CachedQueue):
 class BingCrawler(Crawler):
     """icrawler's Crawler with the parts above: one search (keyword) per crawl() call."""
 
-    def __init__(self, retries: int, trust_env: bool, root_dir: Path):
+    def __init__(self, retries: int, threads: int, trust_env: bool, root_dir: Path):
         self.retries, self.trust_env = retries, trust_env
         super().__init__(
             feeder_cls=EndpointFeeder,
             parser_cls=JsonParser,
             downloader_cls=ProvenanceDownloader,
-            downloader_threads=1,  # files numbered in result order: the same results give the same files
+            downloader_threads=threads,  # numbered by result order all the same (ProvenanceDownloader)
             storage={"backend": "FileSystem", "root_dir": str(root_dir)},
             log_level=logging.WARNING,
         )

@@ -7,19 +7,36 @@ WebP keeps its bytes, so nothing is re-encoded without need and a rerun gives th
 Then duplicates go: exact ones (same sha256) and near ones (perceptual hashes a few bits apart,
 e.g. the same photo resized or recompressed). One copy stays within a class; an image found under
 two classes is dropped from both, since it cannot be a good example of either.
+
+The bytes are untrusted (any web server, any folder), and a decoder can raise anything, hang,
+crash its process or ask for gigabytes. So decoding runs in worker processes, each image under a
+time limit and each worker under a memory cap: whatever a decoder does, that one file is
+rejected with its reason and the crawl goes on. Kept images are written to the destination
+folder as they arrive (only their hashes and sizes stay in memory) and get their final names
+once duplicates are known; the names follow the order the source found the images in, so the
+output is the same whatever the number of workers and the order in which they finish.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import io
+import multiprocessing
+import os
+import resource
+import shutil
+import signal
+import time
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
+import pebble
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from stages.errors import PipelineError
@@ -29,12 +46,20 @@ REASONS = (
     "fetch_failed",  # the download (or the file read) failed
     "not_an_image",  # no image format recognised: an HTML page saved as .jpg, a text file, ...
     "broken",  # an image format, but truncated or corrupt
+    "decoder_failed",  # the decoder raised an error of another kind, or its process died
+    "timed_out",  # decoding took longer than crawl.decode_timeout_s
+    "over_memory_cap",  # decoding needed more memory than crawl.decode_memory_mb
     "decompression_bomb",  # more pixels than Pillow's safety limit (Image.MAX_IMAGE_PIXELS)
     "too_small",  # shorter side below crawl.min_side
     "exact_duplicate",  # the same bytes as an image kept in the same class
     "near_duplicate",  # the same picture (perceptual hash) as an image kept in the same class
     "in_several_classes",  # the same picture found under two or more classes: dropped from all
 )
+
+# Tests only: a Python file that each decoding process runs at start, to register decoders that
+# misbehave on purpose (tests/nasty_decoders.py). Never set it for a real crawl: DVC does not see it.
+PLUGIN_ENV = "BIRDS_CRAWL_TEST_DECODERS"
+IN_FLIGHT_PER_WORKER = 4  # images handed out ahead per worker: enough to keep each busy, few bytes held
 
 # Formats kept byte for byte when already upright RGB; anything else is re-encoded, lossy sources as
 # JPEG, lossless ones as PNG, so the file's extension always says what it holds.
@@ -67,14 +92,29 @@ class Found:
 
 @dataclass(frozen=True)
 class Kept:
-    found: Found  # without its data: `data` below is what gets saved
-    data: bytes
+    found: Found  # without its data: the saved file is <dest>/<name>
     ext: str
     width: int
     height: int
+    size: int  # bytes of the saved file
     sha256: str
     phash: int
-    name: str = ""  # <class>/<class>_<nnn><ext> under data/raw, set once duplicates are gone
+    warnings: str = ""  # what the decoder warned about (corrupt EXIF, odd TIFF tags, ...)
+    seq: int = 0  # the image's place in the order the source found them
+    name: str = ""  # <class>/<class>_<nnn><ext> under the destination, set once duplicates are gone
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one image may cost to decode, and how many decode at once."""
+
+    workers: int = 1  # processes; 0 = one per CPU core
+    timeout_s: float = 30.0
+    memory_mb: int = 2048
+
+    @property
+    def processes(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -89,6 +129,7 @@ class Cleaned:
     kept: list[Kept]
     rejected: list[Rejected]
     found: Counter  # class -> images found
+    dedupe_s: float = 0.0  # time of the duplicate search
 
     def summary(self, classes: list[str]) -> str:
         """A table: per class, images found, kept and rejected for each reason that occurred."""
@@ -107,33 +148,134 @@ class Cleaned:
         return "\n".join(lines)
 
 
-def clean(found: Iterable[Found], min_side: int, near_duplicate_distance: int) -> Cleaned:
-    """Examine every image as it arrives (rejected bytes are freed at once), then drop duplicates."""
+def clean(found: Iterable[Found], dest: Path, min_side: int, near_duplicate_distance: int, limits: Limits = Limits()) -> Cleaned:
+    """Examine every image in worker processes, write the kept ones under `dest` as they arrive,
+    then drop duplicates and name the rest dest/<class>/<class>_<nnn><ext> in the order found."""
+    incoming = Path(dest) / ".incoming"  # kept images under their sequence number, until named
+    incoming.mkdir(parents=True, exist_ok=True)
     counts: Counter = Counter()
     kept, rejected = [], []
+    for seq, outcome in decode_all(counted(found, counts), min_side, limits):
+        if isinstance(outcome, Rejected):
+            rejected.append((seq, outcome))
+            continue
+        k, data = outcome
+        (incoming / f"{seq}{k.ext}").write_bytes(data)
+        kept.append(dataclasses.replace(k, seq=seq))
+    kept.sort(key=lambda k: k.seq)
+    rejected = [r for _, r in sorted(rejected, key=lambda x: x[0])]
+    start = time.perf_counter()
+    unique, duplicates = deduplicate(kept, near_duplicate_distance)
+    dedupe_s = time.perf_counter() - start
+    for k in unique:
+        (dest / k.name).parent.mkdir(exist_ok=True)
+        os.replace(incoming / f"{k.seq}{k.ext}", dest / k.name)
+    shutil.rmtree(incoming)  # the duplicates' files
+    class_order = {label: i for i, label in enumerate(counts)}  # the order the source went through them
+    return Cleaned(unique, sorted(rejected + duplicates, key=lambda r: class_order[r.found.label]), counts, dedupe_s)
+
+
+def counted(found: Iterable[Found], counts: Counter) -> Iterator[Found]:
     for f in found:
         counts[f.label] += 1
-        outcome = examine(f, min_side)
-        (kept if isinstance(outcome, Kept) else rejected).append(outcome)
-    unique, duplicates = deduplicate(kept, near_duplicate_distance)
-    class_order = {label: i for i, label in enumerate(counts)}  # the order the source went through them
-    return Cleaned(unique, sorted(rejected + duplicates, key=lambda r: class_order[r.found.label]), counts)
+        yield f
 
 
-def examine(found: Found, min_side: int) -> Kept | Rejected:
-    """Decode `found` whole and turn it into upright RGB, or say why it cannot be used."""
+def decode_all(found: Iterable[Found], min_side: int, limits: Limits) -> Iterator[tuple[int, tuple[Kept, bytes] | Rejected]]:
+    """(sequence number, outcome) of every image, in the order the workers finish. At most a few
+    images per worker are in flight, so memory does not grow with the number of images."""
+    context = process_context()
+    plugin = os.environ.get(PLUGIN_ENV, "")
+    pool = pebble.ProcessPool(limits.processes, initializer=start_worker, initargs=(limits.memory_mb, plugin), context=context)
+    pending: dict[concurrent.futures.Future, tuple[int, Found]] = {}
+    try:
+        for seq, f in enumerate(found):
+            if f.data is None:  # nothing to decode
+                yield seq, Rejected(f, "fetch_failed", f.error)
+                continue
+            pending[pool.schedule(examine_untrusted, (f, min_side), timeout=limits.timeout_s)] = seq, f
+            while len(pending) >= limits.processes * IN_FLIGHT_PER_WORKER:
+                yield from finished(pending, limits, concurrent.futures.FIRST_COMPLETED)
+        while pending:
+            yield from finished(pending, limits, concurrent.futures.ALL_COMPLETED)
+    finally:
+        pool.stop()  # after a failed source too: no worker outlives the crawl
+        pool.join()
+
+
+def process_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start: forked from a clean server process that has imported the
+    cleaning once (fast starts), never forked from the crawl itself, which may run threads (bing's)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["stages.sources.cleaning"])
+    return context
+
+
+def finished(pending: dict, limits: Limits, until: str) -> Iterator[tuple[int, tuple[Kept, bytes] | Rejected]]:
+    done, _ = concurrent.futures.wait(pending, return_when=until)
+    for future in done:
+        seq, f = pending.pop(future)
+        yield seq, outcome_of(future, dataclasses.replace(f, data=None), limits)
+
+
+def outcome_of(future: concurrent.futures.Future, bare: Found, limits: Limits) -> tuple[Kept, bytes] | Rejected:
+    """The worker's verdict, or the reason its process gave none."""
+    try:
+        return future.result()
+    except concurrent.futures.TimeoutError:
+        return Rejected(bare, "timed_out", f"decoding took over {limits.timeout_s:g} s; its process was stopped")
+    except pebble.ProcessExpired as e:
+        code = e.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code and code < 0 and -code in signal.valid_signals() else f"exit status {code}"
+        return Rejected(bare, "decoder_failed", f"the decoding process died ({how})")
+
+
+def start_worker(memory_mb: int, plugin: str) -> None:
+    """In each worker: cap the memory it may add to what it holds now, then load the tests' decoders."""
+    if hasattr(resource, "RLIMIT_AS") and os.path.exists("/proc/self/statm"):  # Linux; elsewhere no cap
+        with open("/proc/self/statm") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = mapped + memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    if plugin:
+        exec(compile(Path(plugin).read_text(encoding="utf-8"), plugin, "exec"), {"__name__": "test_decoders"})
+
+
+def examine_untrusted(found: Found, min_side: int) -> tuple[Kept, bytes] | Rejected:
+    """examine(), turning any exception into a verdict: runs in a worker, on bytes from anywhere."""
+    bare = dataclasses.replace(found, data=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # Pillow only warns between its pixel limit and twice that; both are bombs here.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            outcome = examine(found, min_side)
+        except MemoryError:
+            outcome = Rejected(bare, "over_memory_cap", "decoding needed more memory than crawl.decode_memory_mb allows")
+        except Exception as e:  # a decoder on hostile bytes can raise anything: IndexError, NotImplementedError, ...
+            outcome = Rejected(bare, "decoder_failed", f"{type(e).__name__}: {e}")
+    said = "; ".join(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    if not said:
+        return outcome
+    if isinstance(outcome, Rejected):
+        return dataclasses.replace(outcome, detail=f"{outcome.detail} (decoder warnings: {said})")
+    kept, data = outcome
+    return dataclasses.replace(kept, warnings=said), data
+
+
+def examine(found: Found, min_side: int) -> tuple[Kept, bytes] | Rejected:
+    """Decode `found` whole and turn it into upright RGB (with the bytes to save), or say why it
+    cannot be used. Exceptions other than the documented ones of a bad file propagate."""
     bare = dataclasses.replace(found, data=None)
     if found.data is None:
         return Rejected(bare, "fetch_failed", found.error)
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its pixel limit and twice that; both are bombs here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(found.data)) as img:
-                img.verify()  # structure and checksums; it does not decode the pixels
-            with Image.open(io.BytesIO(found.data)) as img:
-                img.load()  # the full decode: fails on a truncated file
-                data, ext, picture = upright_rgb(img, found.data)
+        with Image.open(io.BytesIO(found.data)) as img:
+            img.verify()  # structure and checksums; it does not decode the pixels
+        with Image.open(io.BytesIO(found.data)) as img:
+            img.load()  # the full decode: fails on a truncated file
+            data, ext, picture = upright_rgb(img, found.data)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         return Rejected(bare, "decompression_bomb", str(e))
     except UnidentifiedImageError:
@@ -143,7 +285,7 @@ def examine(found: Found, min_side: int) -> Kept | Rejected:
     width, height = picture.size
     if min(width, height) < min_side:
         return Rejected(bare, "too_small", f"{width}x{height}, shorter side under {min_side}")
-    return Kept(bare, data, ext, width, height, hashlib.sha256(data).hexdigest(), perceptual_hash(picture))
+    return Kept(bare, ext, width, height, len(data), hashlib.sha256(data).hexdigest(), perceptual_hash(picture)), data
 
 
 def upright_rgb(img: Image.Image, data: bytes) -> tuple[bytes, str, Image.Image]:
@@ -198,10 +340,12 @@ def deduplicate(kept: list[Kept], max_distance: int) -> tuple[list[Kept], list[R
             i = parent[i]
         return i
 
-    for i, a in enumerate(kept):
-        for j in range(i):
-            if a.sha256 == kept[j].sha256 or (a.phash ^ kept[j].phash).bit_count() <= max_distance:
-                parent[root(i)] = root(j)
+    first_with_bytes: dict[str, int] = {}
+    for i, k in enumerate(kept):
+        j = first_with_bytes.setdefault(k.sha256, i)
+        parent[root(i)] = root(j)
+    for j, i in near_pairs([k.phash for k in kept], max_distance):
+        parent[root(i)] = root(j)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(kept)):
         groups[root(i)].append(i)
@@ -230,6 +374,26 @@ def deduplicate(kept: list[Kept], max_distance: int) -> tuple[list[Kept], list[R
                 bits = (k.phash ^ first.phash).bit_count()
                 rejected.append(Rejected(k.found, "near_duplicate", f"{bits} bits from {first.name}"))
     return list(named.values()), rejected
+
+
+def near_pairs(hashes: list[int], max_distance: int) -> Iterator[tuple[int, int]]:
+    """Every pair (j, i), j < i, of 64-bit hashes at most `max_distance` bits apart, by multi-index
+    hashing: cut the 64 bits into max_distance + 1 bands; two hashes that differ in at most
+    max_distance bits agree on at least one whole band (pigeonhole), so each hash is compared
+    only with those sharing a band with it instead of with all the others."""
+    bands = max_distance + 1
+    cuts = [64 * b // bands for b in range(bands + 1)]
+    masks = [(cuts[b], (1 << (cuts[b + 1] - cuts[b])) - 1) for b in range(bands)]
+    tables: list[dict[int, list[int]]] = [{} for _ in range(bands)]
+    for i, h in enumerate(hashes):
+        candidates: set[int] = set()
+        for (shift, mask), table in zip(masks, tables):
+            same_band = table.setdefault((h >> shift) & mask, [])
+            candidates.update(same_band)
+            same_band.append(i)
+        for j in sorted(candidates):
+            if (h ^ hashes[j]).bit_count() <= max_distance:
+                yield j, i
 
 
 def describe_bytes(data: bytes) -> str:

@@ -12,10 +12,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from stages.params import Params
 from stages.sources.cleaning import CrawlError, Found
 
 
-def find_images(folder: Path | str, slugs: list[str]) -> Iterator[Found]:
+def find_images(params: Params) -> Iterator[Found]:
+    """The crawl's folder source: every file under crawl.folder.path/<class slug>/."""
+    return read_folder(params.crawl.folder.path, params.slugs)
+
+
+def read_folder(folder: Path | str, slugs: list[str]) -> Iterator[Found]:
     folder = Path(folder)
     if not folder.is_dir():
         raise CrawlError(f"crawl.folder.path: {folder} is not a folder (it should hold one folder of images per class)")

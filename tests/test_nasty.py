@@ -1,0 +1,127 @@
+"""No file stops a crawl: files that make the decoder raise what nobody documents, hang, kill its
+process, blow the memory cap or warn, through the folder source (the stage as a command) and
+through the fake Bing server. Every file ends kept or rejected with its reason."""
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from conftest import ROOT, tiny_params
+from fake_bing import Served, encode, picture
+from stages import crawl
+from stages.manifest import read_manifest, read_rejects
+from stages.sources.cleaning import PLUGIN_ENV
+
+NASTY_DECODERS = Path(__file__).with_name("nasty_decoders.py")
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def big_png(side: int = 8000) -> bytes:
+    """A valid 8-bit RGB PNG of 64 megapixels (under Pillow's bomb limit): 190 KB that need 192 MB
+    decoded, past the 100 MB cap the tests set."""
+    rows = zlib.compress((b"\0" * (1 + 3 * side)) * side, 9)
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def unknown_dds() -> bytes:
+    """A DDS header with a pixel format Pillow does not know: it raises NotImplementedError."""
+    header = struct.pack("<4sIIIIIII", b"DDS ", 124, 0x1007, 64, 64, 0, 0, 0) + b"\0" * 44
+    pixel_format = struct.pack("<II4sIIIII", 32, 0x4, b"XYZW", 0, 0, 0, 0, 0)
+    return header + pixel_format + b"\0" * 20 + b"\0" * 4096
+
+
+def jpeg_with_bad_exif() -> bytes:
+    """A good picture whose EXIF points past its end: Pillow warns, the picture is fine."""
+    exif = b"Exif\0\0II*\0\x08\0\0\0" + struct.pack("<H", 1) + struct.pack("<HHII", 0x010E, 2, 100, 26) + b"\0" * 4
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns about it already here
+        picture(9, (120, 90)).save(out, "JPEG", exif=exif, quality=90)
+    return out.getvalue()
+
+
+def nasty_files() -> dict[str, tuple[bytes, str]]:
+    """File name -> (bytes, the reason it must be rejected for, or "kept")."""
+    return {
+        "good.jpg": (encode(picture(1)), "kept"),
+        "warns.jpg": (jpeg_with_bad_exif(), "kept"),
+        "confused.jpg": (b"NASTY:raise\n", "decoder_failed"),
+        "hangs.jpg": (b"NASTY:sleep\n", "timed_out"),
+        "exits.jpg": (b"NASTY:exit\n", "decoder_failed"),
+        "segfaults.jpg": (b"NASTY:segv\n", "decoder_failed"),
+        "huge.png": (big_png(), "over_memory_cap"),
+        "texture.dds": (unknown_dds(), "decoder_failed"),
+        "truncated.jpg": (encode(picture(2))[:900], "broken"),
+        "also_good.png": (encode(picture(3), "PNG"), "kept"),
+    }
+
+
+def nasty_params() -> dict:
+    params = tiny_params()
+    params["crawl"].update(workers=2, decode_timeout_s=2, decode_memory_mb=100, min_side=32)
+    return params
+
+
+def check_every_file_accounted_for(project: Path, origin) -> None:
+    expected = {origin(name): reason for name, (_, reason) in nasty_files().items()}
+    kept = {r["url"] or r["source"]: r for r in read_manifest(project / "data/crawl") if r["class"] == "myna"}
+    rejects = {r["url"] or r["source"]: r for r in read_rejects(project / "data/crawl") if r["class"] == "myna"}
+    assert {o: "kept" for o in kept} | {o: r["reason"] for o, r in rejects.items()} == expected
+    assert "Corrupt EXIF" in kept[origin("warns.jpg")]["warnings"] or "Skipping tag" in kept[origin("warns.jpg")]["warnings"]
+    assert rejects[origin("confused.jpg")]["detail"] == "DecoderConfused: the decoder lost its way"
+    assert rejects[origin("texture.dds")]["detail"].startswith("NotImplementedError: Unimplemented pixel format")
+    assert rejects[origin("exits.jpg")]["detail"] == "the decoding process died (exit status 3)"
+    assert rejects[origin("segfaults.jpg")]["detail"] == "the decoding process died (signal SIGSEGV)"
+    for row in kept.values():
+        with Image.open(project / "data/raw" / row["path"]) as img:
+            img.load()
+
+
+def test_nasty_files_in_a_folder_are_each_rejected_and_the_stage_exits_0(tmp_path):
+    params = nasty_params()
+    slugs = [c["slug"] for c in params["classes"]]
+    for k, slug in enumerate(slugs):
+        (tmp_path / "mine" / slug).mkdir(parents=True)
+        for i in range(3 if slug != "myna" else 0):  # myna: the nasty files alone
+            (tmp_path / "mine" / slug / f"bird{i}.jpg").write_bytes(encode(picture(100 + 10 * k + i)))
+    for name, (data, _) in nasty_files().items():
+        (tmp_path / "mine/myna" / name).write_bytes(data)
+    params["crawl"].update(source="folder", folder={"path": "mine"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+
+    env = os.environ | {PLUGIN_ENV: str(NASTY_DECODERS), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "stages.crawl"], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # Pillow's warnings went into the manifest, not onto the terminal
+    check_every_file_accounted_for(tmp_path, lambda name: f"mine/myna/{name}")
+    assert "myna" in result.stdout and "timed_out" in result.stdout.splitlines()[1]
+
+
+def test_nasty_files_from_a_web_server_are_each_rejected(tmp_path, monkeypatch, fake_bing):
+    params = nasty_params()
+    params["crawl"].update(source="bing", bing={"max_num": 20, "endpoint": fake_bing.endpoint, "retries": 0})
+    for k, c in enumerate(params["classes"][1:]):
+        for i in range(3):
+            fake_bing.add(c["keyword"], f"{c['slug']}{i}.jpg", Served(encode(picture(100 + 10 * k + i))))
+    for name, (data, _) in nasty_files().items():
+        fake_bing.add(params["classes"][0]["keyword"], name, Served(data))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(PLUGIN_ENV, str(NASTY_DECODERS))
+
+    crawl.main()
+
+    check_every_file_accounted_for(tmp_path, lambda name: f"{fake_bing.base}/img/{name}")
