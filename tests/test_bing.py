@@ -10,9 +10,9 @@ from stages.sources import bing
 from stages.sources.cleaning import clean
 from stages.params import BingFilters, BingSource, BirdClass
 
-MYNA = BirdClass("myna", "ハッカチョウ")
-WARBLER = BirdClass("reed_warbler", "ヨシキリ")
-SUNBIRD = BirdClass("sunbird", "タイヨウチョウ")
+MYNA = BirdClass(slug="myna", keyword="ハッカチョウ")
+WARBLER = BirdClass(slug="reed_warbler", keyword="ヨシキリ")
+SUNBIRD = BirdClass(slug="sunbird", keyword="タイヨウチョウ")
 RETRIES = 1
 
 
