@@ -1,7 +1,7 @@
 """evaluate stage: every format on the test images, with the same preprocessing and threads.
 
     python -m stages.evaluate --epochs 20
-        -> metrics/e20/accuracy.json   accuracy, per-class recall, agreement with pth, file size
+        -> metrics/e20/accuracy.json   accuracy, per-class recall, agreement with pth, file size, precision
         -> metrics/e20/speed.json      the article's img/s, streaming img/s, model-only latency and throughput
         -> metrics/e20/confusion/<format>.csv   (actual, predicted) rows for `dvc plots`
 
@@ -20,7 +20,7 @@ from sklearn.metrics import recall_score
 
 from stages.errors import run_stage
 from stages.atomic import write_csv, write_json
-from stages.formats import load_classifier, metrics_dir, model_path
+from stages.formats import load_classifier, metrics_dir, model_path, precision
 from stages.manifest import read_split
 from stages.params import Evaluate, load_params
 from birds_onnx.preprocess import preprocess, preprocess_batch
@@ -110,6 +110,7 @@ def main() -> None:
         reference = predicted if reference is None else reference
         accuracy[fmt] = quality(classifier.classes, actual, predicted, reference)
         accuracy[fmt]["size_mb"] = round(path.stat().st_size / 1e6, 2)
+        accuracy[fmt]["precision"] = precision(fmt, classifier)  # f32, bf16 or int8: what ran on this CPU
         write_csv(
             out / "confusion" / f"{fmt}.csv",
             [{"actual": classifier.classes[a], "predicted": classifier.classes[p]} for a, p in zip(actual, predicted)],

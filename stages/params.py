@@ -107,7 +107,9 @@ class Export:
 
 @dataclass(frozen=True)
 class Evaluate:
-    formats: tuple[Literal["pth", "onnx", "onnx-int8"], ...] = ("pth", "onnx", "onnx-int8")
+    formats: tuple[Literal["pth", "onnx", "onnx-int8", "openvino", "openvino-int8"], ...] = (
+        "pth", "onnx", "onnx-int8", "openvino", "openvino-int8"
+    )
     threads: int = 2
     passes: int = 3  # the article's figure is the mean of 3 passes over the test set
     warmup: int = 5
