@@ -5,10 +5,10 @@ works, and OpenVinoClassifier raises RuntimeMissing, whose message says how to i
 
 Precision: on a CPU that computes bf16 natively (AVX512-BF16 or AMX; OpenVINO then lists BF16
 among the CPU's optimisation capabilities) the fp32 model runs in bf16, about twice as fast as
-fp32 with the same answers on the pipeline's models; elsewhere in f32, as emulated bf16 would be
-slower than f32. A QDQ int8 model runs its convolutions in int8 whatever is asked. `precision`
+fp32 with the same answers on the pipeline's models; elsewhere in fp32, as emulated bf16 would be
+slower than fp32. A QDQ int8 model runs its convolutions in int8 whatever is asked. `precision`
 says what the convolutions, nearly all of the work, ran in: read back from the compiled model,
-not what was asked, since OpenVINO quietly falls back to f32 where bf16 is not native.
+not what was asked, since OpenVINO quietly falls back to fp32 where bf16 is not native.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ try:
 except ImportError as e:  # the optional extra is not installed
     ov, _missing = None, e
 
-PRECISIONS = ("auto", "f32", "bf16")  # auto: bf16 where the CPU computes it natively, else f32
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the CPU computes it natively, else fp32
 # OpenVINO's names of a layer's runtime precision -> ours
-_PRECISION_NAMES = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f16": "f16", "f32": "f32"}
+_PRECISION_NAMES = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f16": "fp16", "f32": "fp32"}
 
 
 class RuntimeMissing(BirdsOnnxError):
@@ -51,7 +51,7 @@ def compile_options(threads: int, precision: str) -> dict:
         props.inference_num_threads: threads,
         props.num_streams: 1,
         hints.performance_mode: hints.PerformanceMode.LATENCY,
-        hints.inference_precision: precision,
+        hints.inference_precision: {"fp32": "f32", "bf16": "bf16"}[precision],
     }
 
 
@@ -62,7 +62,7 @@ def _last_line(error: Exception) -> str:
 
 
 def convolution_precision(compiled) -> str:
-    """What the compiled model's convolutions run in: int8, bf16, f16 or f32 (most used first,
+    """What the compiled model's convolutions run in: int8, bf16, fp16 or fp32 (most used first,
     joined by '+', if they differ)."""
     counts = Counter()
     for op in compiled.get_runtime_model().get_ordered_ops():
@@ -70,7 +70,7 @@ def convolution_precision(compiled) -> str:
         if info["layerType"].astype(str) == "Convolution":
             name = info["runtimePrecision"].astype(str)
             counts[_PRECISION_NAMES.get(name, name)] += 1
-    return "+".join(name for name, _ in counts.most_common()) or "f32"
+    return "+".join(name for name, _ in counts.most_common()) or "fp32"
 
 
 class OpenVinoClassifier:
@@ -100,7 +100,7 @@ class OpenVinoClassifier:
             raise ModelError(f"{path}: class names or preprocessing missing from its metadata ({e})") from None
         core = ov.Core()
         if precision == "auto":
-            precision = "bf16" if native_bf16(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")) else "f32"
+            precision = "bf16" if native_bf16(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")) else "fp32"
         try:
             compiled = core.compile_model(model, "CPU", compile_options(threads, precision))
         except Exception as e:

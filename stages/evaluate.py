@@ -110,7 +110,7 @@ def main() -> None:
         reference = predicted if reference is None else reference
         accuracy[fmt] = quality(classifier.classes, actual, predicted, reference)
         accuracy[fmt]["size_mb"] = round(path.stat().st_size / 1e6, 2)
-        accuracy[fmt]["precision"] = precision(fmt, classifier)  # f32, bf16 or int8: what ran on this CPU
+        accuracy[fmt]["precision"] = precision(fmt, classifier)  # fp32, bf16 or int8: what ran on this CPU
         write_csv(
             out / "confusion" / f"{fmt}.csv",
             [{"actual": classifier.classes[a], "predicted": classifier.classes[p]} for a, p in zip(actual, predicted)],

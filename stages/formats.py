@@ -13,7 +13,7 @@ from birds_onnx.onnx_model import OnnxClassifier
 # pth: PyTorch eager fp32; onnx: the same network in ONNX Runtime, fp32; onnx-int8: ONNX Runtime
 # with int8 weights and activations (static QDQ quantisation, calibrated on training images);
 # openvino, openvino-int8: the same two .onnx files run by OpenVINO, the fp32 one in bf16 where
-# the CPU computes bf16 natively (f32 elsewhere).
+# the CPU computes bf16 natively (fp32 elsewhere).
 MODEL_FILES = {
     "pth": "model.pth",
     "onnx": "model.onnx",
@@ -22,8 +22,8 @@ MODEL_FILES = {
     "openvino-int8": "model.int8.onnx",
 }
 # What each format computes in, where it cannot vary; OpenVINO's classifier reads it back from
-# the compiled model instead (bf16 or f32 on the CPU at hand).
-PRECISION = {"pth": "f32", "onnx": "f32", "onnx-int8": "int8"}
+# the compiled model instead (bf16 or fp32 on the CPU at hand).
+PRECISION = {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
 
 
 def model_dir(epochs: int) -> Path:
@@ -55,14 +55,14 @@ def load_classifier(fmt: str, path: Path | str, threads: int):
         return TorchClassifier(path, threads)
     if fmt.startswith("openvino"):
         # Imported here: OpenVINO is optional, and the stages that only need paths from this module
-        # (train, export) do not load it. The int8 model's few float layers (the input's scaling,
-        # the logits) stay f32, as in ONNX Runtime: bf16 would only add rounding where nothing is saved.
+        # (train, export) do not load it. The int8 model's float steps (quantising the input, the
+        # logits) stay fp32 as in ONNX Runtime: a tiny part of the work, where bf16 would only add rounding.
         from birds_onnx.openvino_model import OpenVinoClassifier
 
-        return OpenVinoClassifier(path, threads, precision="f32" if fmt == "openvino-int8" else "auto")
+        return OpenVinoClassifier(path, threads, precision="fp32" if fmt == "openvino-int8" else "auto")
     return OnnxClassifier(path, threads)
 
 
 def precision(fmt: str, classifier) -> str:
-    """What `classifier`, loaded for `fmt`, computes in: f32, bf16 or int8."""
+    """What `classifier`, loaded for `fmt`, computes in: fp32, bf16 or int8."""
     return getattr(classifier, "precision", None) or PRECISION[fmt]
