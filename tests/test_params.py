@@ -88,3 +88,7 @@ def test_broken_yaml_is_reported(tmp_path):
     path.write_text("seed: [1,\n", encoding="utf-8")
     with pytest.raises(ParamError, match="not valid YAML"):
         load_params(path)
+
+
+def test_every_format_is_evaluated_by_default():
+    assert load_params(PROJECT_PARAMS).evaluate.formats == ("pth", "onnx", "onnx-int8", "openvino", "openvino-int8")
