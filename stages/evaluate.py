@@ -1,7 +1,8 @@
 """evaluate stage: every format on the test images, with the same preprocessing and threads.
 
     python -m stages.evaluate --epochs 20
-        -> metrics/evaluate/e20/accuracy.json   accuracy, per-class recall, agreement with pth, file size
+        -> metrics/evaluate/e20/accuracy.json   accuracy, per-class recall, agreement with pth, file size,
+                                                the precision each format computed in
         -> metrics/evaluate/e20/speed.json      the article's img/s, streaming img/s, model-only latency
                                                 and throughput, and the machine that measured them
         -> metrics/evaluate/e20/training.csv    the training history of the evaluated model, per epoch
@@ -26,7 +27,7 @@ from sklearn.metrics import recall_score
 
 from stages.atomic import write_csv, write_json
 from stages.errors import PipelineError, run_stage
-from stages.formats import load_classifier, model_path
+from stages.formats import load_classifier, model_path, precision
 from stages.machine import MACHINE_FILE
 from stages.results import TRAINING_FIGURES, results_dir
 from stages.paths import metrics_dir
@@ -147,6 +148,7 @@ def main() -> None:
         reference = predicted if reference is None else reference
         accuracy[fmt] = quality(classifier.classes, actual, predicted, reference)
         accuracy[fmt]["size_mb"] = round(path.stat().st_size / 1e6, 2)
+        accuracy[fmt]["precision"] = precision(fmt, classifier)  # fp32, bf16 or int8: what ran on this CPU
         write_csv(
             out / "confusion" / f"{fmt}.csv",
             [{"actual": classifier.classes[a], "predicted": classifier.classes[p]} for a, p in zip(actual, predicted)],

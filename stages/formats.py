@@ -12,8 +12,19 @@ from stages.paths import CHECKPOINT, model_dir
 from birds_onnx.onnx_model import OnnxClassifier
 
 # pth: PyTorch eager fp32; onnx: the same network in ONNX Runtime, fp32; onnx-int8: ONNX Runtime
-# with int8 weights and activations (static QDQ quantisation, calibrated on training images).
-MODEL_FILES = {"pth": CHECKPOINT, "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+# with int8 weights and activations (static QDQ quantisation, calibrated on training images);
+# openvino, openvino-int8: the same two .onnx files run by OpenVINO, the fp32 one in bf16 where
+# the CPU computes bf16 natively (fp32 elsewhere).
+MODEL_FILES = {
+    "pth": CHECKPOINT,
+    "onnx": "model.onnx",
+    "onnx-int8": "model.int8.onnx",
+    "openvino": "model.onnx",
+    "openvino-int8": "model.int8.onnx",
+}
+# What each format computes in, where it cannot vary; OpenVINO's classifier reads it back from
+# the compiled model instead (bf16 or fp32 on the CPU at hand).
+PRECISION = {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
 
 
 def model_path(epochs: int, fmt: str) -> Path:
@@ -33,4 +44,18 @@ class TorchClassifier:
 
 
 def load_classifier(fmt: str, path: Path | str, threads: int):
-    return TorchClassifier(path, threads) if fmt == "pth" else OnnxClassifier(path, threads)
+    if fmt == "pth":
+        return TorchClassifier(path, threads)
+    if fmt.startswith("openvino"):
+        # Imported here: OpenVINO is optional, and the stages that only need paths from this module
+        # (train, export) do not load it. The int8 model's float steps (quantising the input, the
+        # logits) stay fp32 as in ONNX Runtime: a tiny part of the work, where bf16 would only add rounding.
+        from birds_onnx.openvino_model import OpenVinoClassifier
+
+        return OpenVinoClassifier(path, threads, precision="fp32" if fmt == "openvino-int8" else "auto")
+    return OnnxClassifier(path, threads)
+
+
+def precision(fmt: str, classifier) -> str:
+    """What `classifier`, loaded for `fmt`, computes in: fp32, bf16 or int8."""
+    return getattr(classifier, "precision", None) or PRECISION[fmt]

@@ -154,7 +154,9 @@ class Export(Section):
 
 
 class Evaluate(Section):
-    formats: Annotated[list[Literal["pth", "onnx", "onnx-int8"]], Field(min_length=1)] = ["pth", "onnx", "onnx-int8"]
+    formats: Annotated[list[Literal["pth", "onnx", "onnx-int8", "openvino", "openvino-int8"]], Field(min_length=1)] = [
+        "pth", "onnx", "onnx-int8", "openvino", "openvino-int8"
+    ]
     threads: Positive = 2
     passes: Positive = 3  # the article's figure is the mean of 3 passes over the test set
     warmup: NonNegative = 5

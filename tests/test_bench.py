@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import make_project, run, tiny_params
-from stages.tools.bench import batch_of_one, flops_per_image, pipeline_models, take_turns
+from stages.tools.bench import batch_of_one, flops_per_image, openvino_summary, pipeline_models, table, take_turns
 from stages.model import build_model
 from stages.params import load_params
 
@@ -62,12 +62,21 @@ def test_bench_runs_in_a_fresh_clone(tmp_path):
     out = result.stdout
     assert "models: a freshly initialised ResNet50" in out
     assert "ResNet50 at 64x64: " in out and "GEMM peaks" in out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| format")][:3]
-    assert [row.split(" | ")[0] for row in rows] == ["| pth", "| onnx", "| onnx-int8"]
-    assert rows[0].split(" | ")[4] == "1.00x"
+    formats = ["| pth", "| onnx", "| onnx-int8", "| openvino", "| openvino-int8"]
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and not line.startswith("| format")][:5]
+    assert [row[0] for row in rows] == formats
+    assert rows[0][4] == "1.00x" and rows[1][5] == "1.00x"  # vs pth, vs onnx
+    ran_in = {row[0][2:]: row[7] for row in rows}
+    assert ran_in == {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8", "openvino": ran_in["openvino"], "openvino-int8": "int8"}
+    assert ran_in["openvino"] in ("fp32", "bf16") and all(row[8].endswith("% |") for row in rows)
+    if ran_in["openvino"] == "bf16":  # a CPU computing bf16 natively: its GEMM peak and the speed-up
+        assert "bf16 OpenVINO MatMul" in out and "openvino ran in bf16 (native on this CPU): " in out
+    else:
+        assert "bf16 OpenVINO MatMul" not in out and "so no speed-up over onnx is claimed" in out
+    assert "fp32 OpenVINO MatMul" in out and "openvino-int8 reaches " in out
     throughput = out[out.index("throughput, img/s"):].splitlines()
     assert "45 synthetic pictures" in throughput[0] and "12-image folder" in throughput[1]
-    assert [row.split(" | ")[0] for row in throughput[3:6]] == ["| pth", "| onnx", "| onnx-int8"]
+    assert [row.split(" | ")[0] for row in throughput[3:8]] == formats
 
 
 def test_int8_profile_attributes_every_convolution_to_a_resnet_stage():
@@ -80,3 +89,26 @@ def test_int8_profile_attributes_every_convolution_to_a_resnet_stage():
     assert 0 < flops_per_image(model, 224) - sum(per_stage.values()) < 1e5
     assert [stage_of(size, 224) for size in (112, 56, 28, 14, 7)] == [STAGES[0], STAGES[0], *STAGES[1:]]
     assert [stage_of(size, 64) for size in (32, 16, 8, 4, 2)] == [STAGES[0], STAGES[0], *STAGES[1:]]
+
+
+def test_rows_show_each_formats_share_of_its_own_precisions_roofline():
+    seconds = {"pth": np.array([0.1]), "onnx": np.array([0.05]), "onnx-int8": np.array([0.02]),
+               "openvino": np.array([0.025]), "openvino-int8": np.array([0.0125])}
+    precisions = {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8", "openvino": "bf16", "openvino-int8": "int8"}
+    rows = [line.split(" | ") for line in table(seconds, precisions, {"fp32": 25, "int8": 100, "bf16": 50}).splitlines()[2:]]
+    assert [(r[4], r[5], r[6], r[7], r[8]) for r in rows] == [
+        ("1.00x", "0.50x", "40%", "fp32", "40% |"),
+        ("2.00x", "1.00x", "80%", "fp32", "80% |"),
+        ("5.00x", "2.50x", "200%", "int8", "50% |"),
+        ("4.00x", "2.00x", "160%", "bf16", "80% |"),
+        ("8.00x", "4.00x", "320%", "int8", "80% |"),
+    ]
+    assert openvino_summary(seconds, precisions, {"fp32": 25, "int8": 100, "bf16": 50}) == [
+        "openvino ran in bf16 (native on this CPU): 2.00x onnx (ONNX Runtime fp32) at batch 1 (goal: at least 1.8x), 80% of the bf16 roofline.",
+        "openvino-int8 reaches 80% of the int8 roofline (goal: at least 90%), 1.60x onnx-int8.",
+    ]
+    precisions["openvino"] = "fp32"  # a CPU without native bf16: no bf16 roofline, no speed-up claimed
+    assert table(seconds, precisions, {"fp32": 25, "int8": 100}).splitlines()[5].endswith("| fp32 | 160% |")
+    assert openvino_summary(seconds, precisions, {"fp32": 25, "int8": 100})[0] == (
+        "openvino ran in fp32: this CPU does not compute bf16 natively (AVX512-BF16 or AMX), so no speed-up over onnx is claimed (2.00x here)."
+    )

@@ -75,7 +75,7 @@ def set_key(key, value):
         ("preprocess.std", [0.2, 0.2], "preprocess.std must list 3 numbers (R, G, B), got [0.2, 0.2]"),
         ("preprocess.mean", [0.5, 0.5, 0.5, 0.5], "preprocess.mean must list 3 numbers (R, G, B)"),
         ("evaluate.formats", ["onnx"], "evaluate.formats must include pth"),
-        ("evaluate.formats", ["pth", "tflite"], "evaluate.formats[1] must be one of pth, onnx, onnx-int8; got 'tflite'"),
+        ("evaluate.formats", ["pth", "tflite"], "evaluate.formats[1] must be one of pth, onnx, onnx-int8, openvino, openvino-int8; got 'tflite'"),
         ("evaluate.formats", ["pth", "onnx-int8", "onnx-int8"], "evaluate.formats has a repeated value"),
         ("evaluate.warmup", -1, "evaluate.warmup must be at least 0, got -1"),
         ("evaluate.required_img_per_s", 0, "evaluate.required_img_per_s must be positive, got 0"),
@@ -119,3 +119,7 @@ def test_broken_yaml_is_reported(tmp_path):
     path.write_text("seed: [1,\n", encoding="utf-8")
     with pytest.raises(ParamError, match="not valid YAML"):
         load_params(path=path)
+
+
+def test_every_format_is_evaluated_by_default():
+    assert load_params(path=PROJECT_PARAMS).evaluate.formats == ["pth", "onnx", "onnx-int8", "openvino", "openvino-int8"]

@@ -13,7 +13,7 @@ from fake_bing import Served, encode, picture
 pytestmark = pytest.mark.slow
 
 
-FORMATS = {"pth", "onnx", "onnx-int8"}
+FORMATS = {"pth", "onnx", "onnx-int8", "openvino", "openvino-int8"}
 
 
 def test_dvc_repro_end_to_end_with_three_settings(tmp_path):
@@ -31,8 +31,13 @@ def test_dvc_repro_end_to_end_with_three_settings(tmp_path):
         speed = json.loads((results / "speed.json").read_text())
         export = json.loads((project / f"metrics/e{epochs}/export.json").read_text())
         assert set(accuracy) == set(speed) - {"threads", "batch_size", "required_img_per_s", "measured_on"} == FORMATS
-        assert set(export) == FORMATS - {"pth"}
+        assert set(export) == {"onnx", "onnx-int8"}
         assert accuracy["onnx"]["agreement_with_pth"] == 1.0
+        ran_in = {fmt: a["precision"] for fmt, a in accuracy.items()}
+        assert ran_in == {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8", "openvino": ran_in["openvino"], "openvino-int8": "int8"}
+        assert ran_in["openvino"] in ("fp32", "bf16")  # bf16 only on a CPU that computes it natively
+        if ran_in["openvino"] == "fp32":
+            assert accuracy["openvino"]["agreement_with_pth"] == 1.0
         assert set(accuracy["pth"]["recall"]) == {"myna", "reed_warbler", "sunbird"}
         assert accuracy["onnx-int8"]["size_mb"] < 0.3 * accuracy["onnx"]["size_mb"]
         assert speed["onnx-int8"]["article_img_per_s"] > 0

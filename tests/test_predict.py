@@ -72,6 +72,22 @@ def test_installed_command_classifies_a_folder(tmp_path, device_venv, tiny_model
         assert [t["probability"] for t in row["top"]] == sorted((t["probability"] for t in row["top"]), reverse=True)
 
 
+def test_openvino_is_an_optional_extra_and_its_absence_one_line(tmp_path, device_venv, tiny_models):
+    """The device's environment has no OpenVINO: `--runtime openvino` says how to get it and
+    exits 2. The wheel declares it as the extra `openvino`."""
+    env, _ = device_venv
+    image = photo(tmp_path / "bird.jpg", (100, 80))
+    result = subprocess.run(
+        [str(env / "bin" / "birds-predict"), str(tiny_models["onnx"]), str(image), "--runtime", "openvino"],
+        capture_output=True, text=True, cwd=tmp_path, env={"PATH": os.defpath},
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "birds-predict: OpenVINO is not installed (No module named 'openvino'): pip install 'birds-onnx[openvino]'\n"
+    requires = subprocess.run([str(env / "bin" / "python"), "-c", "import importlib.metadata as m; print(*m.requires('birds-onnx'), sep='\\n')"],
+                              capture_output=True, text=True, check=True)
+    assert [r for r in requires.stdout.splitlines() if "extra" in r] == ['openvino>=2026.4.1; extra == "openvino"']
+
+
 def test_top_classes_are_ranked():
     probabilities = np.array([0.1, 0.6, 0.05, 0.25])
     assert top_classes(probabilities, ["a", "b", "c", "d"], 2) == [("b", 0.6), ("d", 0.25)]

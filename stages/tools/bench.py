@@ -17,11 +17,16 @@ Protocol:
   across formats and GEMM probes, so a burst of load from other processes falls on all alike;
 - figures: median and p90 latency of all timed runs; img/s = 1 / median latency; the ratio of
   each format's img/s to PyTorch eager's;
-- roofline: the fp32 GEMM peak (GFLOP/s of 2048 x 2048 matrix products in torch and in ONNX
-  Runtime, the faster; each the fastest of 2 runs per round, as load can only slow a run down)
-  divided by the model's FLOPs per image at the crop size (counted by torch's FlopCounterMode)
-  is the most img/s any fp32 implementation could reach here. int8 arithmetic is not bound by
-  it (int8 exceeds 100%): its own roofline comes from ONNX Runtime's uint8 x int8 GEMM peak;
+- roofline: the fp32 GEMM peak (GFLOP/s of 2048 x 2048 matrix products in torch, ONNX Runtime
+  and OpenVINO, the fastest; each the fastest of 2 runs per round, as load can only slow a run
+  down) divided by the model's FLOPs per image at the crop size (counted by torch's
+  FlopCounterMode) is the most img/s any fp32 implementation could reach here. int8 and bf16
+  arithmetic are not bound by it (they exceed 100%): int8's own roofline comes from ONNX Runtime's
+  uint8 x int8 GEMM peak, bf16's (on a CPU that computes bf16 natively, where the openvino format
+  runs in bf16) from the faster of torch's and OpenVINO's bf16 GEMM peaks; each format's share
+  of the roofline of the precision it ran in is in the last column;
+- OpenVINO (formats openvino, openvino-int8: the same two .onnx files) gets the same threads as
+  ONNX Runtime, one stream, latency mode; where it is not installed its rows are left out;
 - throughput: model-only img/s at batch 8 (median of timed runs, interleaved like the rest),
   beside the streaming predictor end to end (files -> decoder threads -> batches of 8 -> model,
   as `birds-predict` runs) over the 45 test images (mean of --rounds passes) and over a folder
@@ -48,11 +53,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from stages.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.export import export_onnx, metadata, quantize_int8
-from stages.formats import MODEL_FILES, load_classifier, model_path
+from stages.formats import MODEL_FILES, load_classifier, model_path, precision
 from stages.paths import model_dir
 from stages.manifest import SPLIT_DIR, read_split
 from stages.model import build_model, save_checkpoint
 from birds_onnx.onnx_model import session_options
+from birds_onnx.openvino_model import RuntimeMissing
 from stages.params import Params, load_params
 from birds_onnx.preprocess import preprocess_batch
 from birds_onnx.stream import classify_stream
@@ -90,14 +96,56 @@ def gemm_probes(threads: int) -> dict[str, Callable]:
     }
 
 
+def openvino_gemm(b: np.ndarray, precision: str, threads: int) -> Callable:
+    """A call computing a float32 `b`-shaped input by the constant `b` in OpenVINO, as it runs the
+    openvino format: `threads` threads, one stream, in `precision` (fp32, bf16) where native."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from birds_onnx.openvino_model import compile_options
+
+    a = ops.parameter(list(b.shape), ov.Type.f32, name="a")
+    model = ov.Model([ops.matmul(a, ops.constant(b), False, False)], [a], "gemm")
+    request = ov.Core().compile_model(model, "CPU", compile_options(threads, precision)).create_infer_request()
+    return lambda: request.infer({0: b}, share_inputs=True)
+
+
+def openvino_gemm_probes(threads: int, bf16: bool) -> dict[str, Callable]:
+    """OpenVINO's fp32 product beside the other libraries'; with `bf16` (a CPU computing bf16
+    natively), bf16 products in torch and in OpenVINO, for the bf16 roofline."""
+    b = np.random.default_rng(1).standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)
+    probes = {"fp32 OpenVINO MatMul": openvino_gemm(b, "fp32", threads)}
+    if bf16:
+        a16, b16 = (torch.from_numpy(b).to(torch.bfloat16) for _ in range(2))
+        probes["bf16 torch.mm"] = lambda: torch.mm(a16, b16)
+        probes["bf16 OpenVINO MatMul"] = openvino_gemm(b, "bf16", threads)
+    return probes
+
+
 def gemm_gflops(seconds: float) -> float:
     """GFLOP/s of one GEMM_SIZE x GEMM_SIZE product that took `seconds`."""
     return 2 * GEMM_SIZE**3 / seconds / 1e9
 
 
 def fp32_peak(peaks: dict[str, float]) -> float:
-    """The faster fp32 library's peak: each is fastest on some CPUs."""
-    return max(rate for name, rate in peaks.items() if name.startswith("fp32"))
+    """The fastest fp32 library's peak: each is fastest on some CPUs."""
+    return peak(peaks, "fp32")
+
+
+def peak(peaks: dict[str, float], precision: str) -> float:
+    """The fastest library's peak for `precision` (the probes' names start with it)."""
+    return max(rate for name, rate in peaks.items() if name.startswith(precision + " "))
+
+
+def load_classifiers(folder: Path, threads: int) -> tuple[dict, list[str]]:
+    """Every format's classifier, and a line per format left out because its runtime is not installed."""
+    classifiers, skipped = {}, []
+    for fmt, name in MODEL_FILES.items():
+        try:
+            classifiers[fmt] = load_classifier(fmt, folder / name, threads)
+        except RuntimeMissing as e:
+            skipped.append(f"{fmt}: left out, {e}")
+    return classifiers, skipped
 
 
 def flops_per_image(model: torch.nn.Module, crop: int) -> float:
@@ -207,19 +255,40 @@ def throughput_table(figures: dict[str, dict], seconds: dict[str, np.ndarray], n
     return "\n".join(lines)
 
 
-def table(seconds: dict[str, np.ndarray], fp32_roofline: float) -> str:
-    base = 1 / np.median(seconds["pth"])
+def table(seconds: dict[str, np.ndarray], precisions: dict[str, str], rooflines: dict[str, float]) -> str:
+    """One row per format; `rooflines`: img/s per precision (fp32, int8, bf16 where measured)."""
+    base, onnx = 1 / np.median(seconds["pth"]), 1 / np.median(seconds["onnx"])
     lines = [
-        "| format | median ms | p90 ms | img/s | vs pth | of fp32 roofline |",
-        "|---|---|---|---|---|---|",
+        "| format | median ms | p90 ms | img/s | vs pth | vs onnx | of fp32 roofline | precision | of its precision's roofline |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for fmt, s in seconds.items():
-        img_per_s = 1 / np.median(s)
+        img_per_s, ran_in = 1 / np.median(s), precisions[fmt]
+        own = f"{img_per_s / rooflines[ran_in]:.0%}" if ran_in in rooflines else "-"
         lines.append(
             f"| {fmt} | {1000 * np.median(s):.1f} | {1000 * np.percentile(s, 90):.1f} | {img_per_s:.1f} "
-            f"| {img_per_s / base:.2f}x | {img_per_s / fp32_roofline:.0%} |"
+            f"| {img_per_s / base:.2f}x | {img_per_s / onnx:.2f}x | {img_per_s / rooflines['fp32']:.0%} | {ran_in} | {own} |"
         )
     return "\n".join(lines)
+
+
+def openvino_summary(seconds: dict[str, np.ndarray], precisions: dict[str, str], rooflines: dict[str, float]) -> list[str]:
+    """What the OpenVINO rows show: bf16's speed-up over ONNX Runtime fp32 where the CPU computes
+    bf16 natively (none is claimed where it runs fp32), and int8's share of the int8 roofline."""
+    img_per_s = {fmt: 1 / np.median(s) for fmt, s in seconds.items()}
+    lines = []
+    if "openvino" in img_per_s:
+        ratio = img_per_s["openvino"] / img_per_s["onnx"]
+        if precisions["openvino"] == "bf16":
+            lines.append(f"openvino ran in bf16 (native on this CPU): {ratio:.2f}x onnx (ONNX Runtime fp32) at batch 1 "
+                         f"(goal: at least 1.8x), {img_per_s['openvino'] / rooflines['bf16']:.0%} of the bf16 roofline.")
+        else:
+            lines.append(f"openvino ran in {precisions['openvino']}: this CPU does not compute bf16 natively (AVX512-BF16 or AMX), "
+                         f"so no speed-up over onnx is claimed ({ratio:.2f}x here).")
+    if "openvino-int8" in img_per_s:
+        lines.append(f"openvino-int8 reaches {img_per_s['openvino-int8'] / rooflines['int8']:.0%} of the int8 roofline "
+                     f"(goal: at least 90%), {img_per_s['openvino-int8'] / img_per_s['onnx-int8']:.2f}x onnx-int8.")
+    return lines
 
 
 def main() -> None:
@@ -246,13 +315,16 @@ def main() -> None:
             folder = fresh_models(params, preprocess_batch(paths, params.preprocess.spec), tmp)
         else:
             source = f"the pipeline's {folder}/"
-        classifiers = {f: load_classifier(f, folder / name, args.threads) for f, name in MODEL_FILES.items()}
+        classifiers, skipped = load_classifiers(folder, args.threads)
+        precisions = {fmt: precision(fmt, c) for fmt, c in classifiers.items()}
         crop = classifiers["pth"].spec.crop
         images = preprocess_batch(paths, classifiers["pth"].spec)
         flops = flops_per_image(classifiers["pth"].model, crop)
         per_round = -(-args.runs // args.rounds)
         calls = {fmt: (batch_of_one(c, images), args.warmup, per_round) for fmt, c in classifiers.items()}
         probes = gemm_probes(args.threads)
+        if "openvino" in classifiers:
+            probes |= openvino_gemm_probes(args.threads, bf16=precisions["openvino"] == "bf16")
         calls |= {name: (probe, 1, GEMM_RUNS_PER_ROUND) for name, probe in probes.items()}
         test_paths, test_source = test_images(paths)
         folder_paths = synthetic_images(params, args.folder_images, tmp / "folder", seed=params.seed + 1)
@@ -264,8 +336,8 @@ def main() -> None:
     # the fastest product is the peak: load from elsewhere can only slow a run down
     peaks = {name: gemm_gflops(seconds.pop(name).min()) for name in probes}
 
-    int8_peak = peaks["int8 ONNX Runtime MatMulInteger"]
-    fp32_roofline, int8_roofline = fp32_peak(peaks) * 1e9 / flops, int8_peak * 1e9 / flops
+    rooflines = {p: peak(peaks, p) * 1e9 / flops for p in ("fp32", "int8", "bf16") if any(n.startswith(p + " ") for n in peaks)}
+    fp32_roofline, int8_roofline = rooflines["fp32"], rooflines["int8"]
     print(f"models: {source}")
     print(f"threads: {args.threads} for every format and every GEMM probe; {os.cpu_count()} CPUs, load average "
           f"{load_before:.1f} before and {load_after:.1f} after the timing")
@@ -276,11 +348,16 @@ def main() -> None:
     print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {GEMM_RUNS_PER_ROUND * args.rounds} runs over the rounds): "
           + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " G(FL)OP/s")
     print(f"ResNet50 at {crop}x{crop}: {flops / 1e9:.2f} GFLOP per image, so the fp32 roofline is "
-          f"{fp32_peak(peaks):.0f} / {flops / 1e9:.2f} = {fp32_roofline:.1f} img/s (int8: {int8_roofline:.0f} img/s)")
+          f"{fp32_peak(peaks):.0f} / {flops / 1e9:.2f} = {fp32_roofline:.1f} img/s (int8: {int8_roofline:.0f} img/s"
+          + (f", bf16: {rooflines['bf16']:.0f} img/s" if "bf16" in rooflines else "") + ")")
+    for line in skipped:
+        print(line)
     print()
-    print(table(seconds, fp32_roofline))
+    print(table(seconds, precisions, rooflines))
     print()
     print(f"onnx-int8 reaches {1 / np.median(seconds['onnx-int8']) / int8_roofline:.0%} of the int8 roofline.")
+    for line in openvino_summary(seconds, precisions, rooflines):
+        print(line)
     print()
     print(f"throughput, img/s: batches of {THROUGHPUT_BATCH}; streaming = files -> {args.threads} decoder threads -> "
           f"model, end to end; test images: {test_source}")
