@@ -90,7 +90,11 @@ class Train:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
-    threads: int = 2
+    threads: int = 2  # per training process
+    processes: int = 1  # data-parallel processes (torchrun); batch_size is split among them
+    workers: int = 1  # DataLoader worker processes per training process (0: prepare batches in it)
+    cache_images: Literal["auto", True, False] = "auto"  # decoded once into memory, or read from disk every step
+    cache_budget_mb: int = 1024  # auto caches when the decoded training images fit this
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,8 @@ def _check_ranges(p: Params) -> None:
         "train.lr": p.train.lr,
         "train.min_crop_scale": p.train.min_crop_scale,
         "train.threads": p.train.threads,
+        "train.processes": p.train.processes,
+        "train.cache_budget_mb": p.train.cache_budget_mb,
         "export.opset": p.export.opset,
         "export.int8.calibration_images": p.export.int8.calibration_images,
         "evaluate.threads": p.evaluate.threads,
@@ -230,6 +236,13 @@ def _check_ranges(p: Params) -> None:
             raise ParamError(f"preprocess.{key} must list 3 numbers (R, G, B)")
     if p.train.batch_size > p.split.train:
         raise ParamError(f"train.batch_size ({p.train.batch_size}) must be <= split.train ({p.split.train})")
+    if p.train.workers < 0:
+        raise ParamError(f"train.workers must be 0 or more, got {p.train.workers}")
+    if p.train.batch_size % p.train.processes:
+        raise ParamError(
+            f"train.batch_size ({p.train.batch_size}) must be a multiple of train.processes ({p.train.processes}): "
+            "each process takes an equal share of every batch"
+        )
     if len(set(p.train.epochs)) != len(p.train.epochs):
         raise ParamError(f"train.epochs has a repeated value: {list(p.train.epochs)}")
     if p.export.int8.calibration_images > p.split.train:
