@@ -130,7 +130,8 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 32) -> to
     """Logits of the (uncompiled, unwrapped) model in eval mode, in fp32 whatever the training
     precision: the precision the evaluate stage measures the pth model in."""
     model.eval()
-    return torch.cat([model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])
+    with torch.autocast(x.device.type, enabled=False):
+        return torch.cat([model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])
 
 
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
