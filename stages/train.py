@@ -136,7 +136,7 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 32) -> to
 
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy in fp32 (`predict`), so the logged test_acc is the evaluate stage's."""
-    return (predict(model, x).argmax(1) == y).float().mean().item()
+    return (predict(model, x).argmax(1) == y).sum().item() / len(y)
 
 
 def progress_bar(batches, total: int, desc: str, quiet: bool) -> tqdm:
