@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -44,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from torch.nn.parallel import DistributedDataParallel
@@ -53,7 +53,7 @@ from stages import distributed
 from stages.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.model import build_model
-from stages.params import Params, Train, load_params
+from stages.params import PARAMS_FILE, Params, Train, load_params
 from stages.sources.synthetic import synthesize
 from stages.tools.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
 from stages.train import configure_torch, make_optimizer, prepare_model, train_step, use_bf16
@@ -212,9 +212,6 @@ def run_setting(folder: Path, setting: dict, steps: int, warmup: int) -> dict:
 
 
 def load_params_raw() -> dict:
-    import yaml
-
-    from stages.params import PARAMS_FILE
     return yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
 
 
