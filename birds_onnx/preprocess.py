@@ -81,13 +81,19 @@ def resize_center_crop(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
     return img.resize((spec.crop, spec.crop), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
 
 
+def scale_offset(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel float32 `scale` and `offset` with (x / 255 - mean) / std = x * scale + offset:
+    the one normalisation arithmetic, used by `normalize` and by training on whole batches."""
+    std = np.asarray(spec.std, np.float32)
+    return 1.0 / (255.0 * std), -np.asarray(spec.mean, np.float32) / std
+
+
 def normalize(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """RGB picture -> float32 CHW array scaled to [0, 1] and standardised per channel.
 
-    (x / 255 - mean) / std is folded into one multiply and one add, done in place on the
-    channel-first copy: the only full-size float arrays made are the one returned."""
-    scale = (1.0 / (255.0 * np.asarray(spec.std, np.float32)))[:, None, None]
-    offset = (-np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32))[:, None, None]
+    (x / 255 - mean) / std is folded into one multiply and one add (`scale_offset`), done in
+    place on the channel-first copy: the only full-size float arrays made are the one returned."""
+    scale, offset = (a[:, None, None] for a in scale_offset(spec))
     x = np.asarray(img).transpose(2, 0, 1).astype(np.float32, order="C")
     x *= scale
     x += offset

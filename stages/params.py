@@ -135,12 +135,25 @@ class Train(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
-    threads: Positive = 2
+    threads: Positive = 2  # per training process
+    processes: Positive = 1  # data-parallel processes (torchrun); batch_size is split among them
+    workers: NonNegative = 1  # DataLoader worker processes per training process (0: prepare batches in it)
+    cache_images: Literal["auto", True, False] = "auto"  # decoded once into memory, or read from disk every step
+    cache_budget_mb: Positive = 1024  # auto caches when the decoded training images fit this
 
     @field_validator("epochs")
     @classmethod
     def _unique(cls, epochs):
         return unique(epochs, "train.epochs")
+
+    @model_validator(mode="after")
+    def _shards(self):
+        if self.batch_size % self.processes:
+            raise ValueError(
+                f"train.batch_size ({self.batch_size}) must be a multiple of train.processes ({self.processes}): "
+                "every process takes an equal share of each batch"
+            )
+        return self
 
 
 class Int8(Section):
@@ -281,8 +294,8 @@ def error_message(error: ValidationError) -> str:
         return str(ctx["error"])
     if kind in TYPE_NAMES:
         return f"{key} must be {TYPE_NAMES[kind]}, got {got!r}"
-    if kind == "literal_error":  # ctx: "'none' or 'imagenet'"
-        return f"{key} must be one of {', '.join(re.findall(QUOTED, ctx['expected']))}; got {got!r}"
+    if kind == "literal_error":  # ctx: "'none' or 'imagenet'", "'auto', True or False"
+        return f"{key} must be one of {', '.join(v.strip(QUOTE) for v in re.split(', | or ', ctx['expected']))}; got {got!r}"
     if kind == "greater_than" and ctx["gt"] == 0:
         return f"{key} must be positive, got {got!r}"
     if kind == "greater_than_equal":
@@ -300,7 +313,7 @@ def error_message(error: ValidationError) -> str:
     return f"{key}: {e['msg'].lower()}, got {got!r}"
 
 
-QUOTED = r"'([^']*)'"
+QUOTE = "'"
 PATTERN_HINTS = {
     "slug": "must be ASCII letters, digits, '_' or '-'",
     "size": "must be any, small, medium, large, extralarge or >WxH",

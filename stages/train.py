@@ -3,15 +3,20 @@
     python -m stages.train --epochs 20   ->  models/e20/model.pth, metrics/e20/train/ (dvclive)
 
 The same params on the same machine give byte-identical weights and the same metrics: the
-initial weights, the data order and every crop and flip come from params.seed, the thread
-count is fixed and torch runs its deterministic kernels. Per epoch it logs train loss, train
-accuracy, test accuracy and learning rate with dvclive (declared in dvc.yaml, plotted by
-`dvc plots show`), and shows a progress bar with loss and img/s in a terminal.
+initial weights, the data order and every crop and flip come from params.seed (per image, see
+stages/train_data.py), the thread count and the number of processes are fixed and torch runs
+its deterministic kernels. Per epoch it logs train loss, train accuracy, test accuracy (fp32,
+as the evaluate stage measures it) and learning rate with dvclive (declared in dvc.yaml, plotted
+by `dvc plots show`), and shows a progress bar with loss and img/s in a terminal.
+
+With train.processes > 1 this command starts torchrun's launcher, which runs it again as that
+many data-parallel ranks (stages/distributed.py); rank 0 alone writes the logs and the model.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import time
@@ -21,20 +26,23 @@ import torch
 import torch.nn.functional as F
 import torch.utils.deterministic
 from dvclive import Live
-from torchvision.transforms import v2
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
+from stages import distributed
 from stages.errors import run_stage
-from stages.paths import CHECKPOINT, metrics_dir, model_dir
-from stages.manifest import Example, read_split
+from stages.manifest import read_split
 from stages.model import build_model, save_checkpoint
-from stages.params import ParamError, Train, load_params
-from birds_onnx.preprocess import PreprocessSpec, load_rgb, preprocess_batch
+from stages.params import ParamError, Params, Train, load_params
+from stages.paths import CHECKPOINT, metrics_dir, model_dir
+from stages.train_data import EpochBatches, Normalize, TrainingImages, cache_in_memory, make_loader
 
 # the params this stage reads: dvc.yaml lists the same keys (train.epochs comes as --epochs)
 PARAMS = (
     "seed", "classes", "preprocess", "train.pretrained", "train.batch_size", "train.lr", "train.weight_decay",
-    "train.min_crop_scale", "train.device", "train.precision", "train.compile", "train.threads",
+    "train.min_crop_scale", "train.device", "train.precision", "train.compile", "train.threads", "train.processes",
+    "train.workers", "train.cache_images", "train.cache_budget_mb",
 )
 
 
@@ -117,42 +125,6 @@ def train_step(forward, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: to
     return loss.detach(), logits.detach()
 
 
-class TrainingImages:
-    """Training images decoded once (shorter side = preprocess.resize) and augmented per step
-    on uint8 tensors, as the article's recipe does: random resized crop and horizontal flip."""
-
-    def __init__(self, images: list[torch.Tensor], labels: list[int], spec: PreprocessSpec, min_crop_scale: float):
-        self.images = images  # uint8 CHW
-        self.labels = torch.tensor(labels)
-        self.augment = v2.Compose([v2.RandomResizedCrop(spec.crop, scale=(min_crop_scale, 1.0), antialias=True), v2.RandomHorizontalFlip()])
-        self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
-
-    @classmethod
-    def load(cls, examples: list[Example], classes: list[str], spec: PreprocessSpec, min_crop_scale: float) -> "TrainingImages":
-        images = [v2.functional.pil_to_tensor(load_rgb(e.path, spec.resize)) for e in examples]
-        return cls(images, [classes.index(e.label) for e in examples], spec, min_crop_scale)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def batches(self, batch_size: int, rng: torch.Generator):
-        """One epoch of shuffled, augmented, normalised batches (channels_last); the last
-        incomplete batch is dropped. torchvision's transforms draw from torch's global RNG, so
-        each batch runs them under a seed drawn from `rng`: order, crops and flips depend on
-        `rng` alone, whatever else uses the global RNG."""
-        order = torch.randperm(len(self.images), generator=rng)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            idx = order[start : start + batch_size]
-            seed = int(torch.randint(2**62, (), generator=rng))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                x = torch.stack([self.augment(self.images[i]) for i in idx])
-            # the arithmetic of preprocess.normalize, on the whole batch, in channels_last layout
-            x = x.to(memory_format=torch.channels_last).float().mul_(1 / 255).sub_(self.mean).div_(self.std)
-            yield x, self.labels[idx]
-
-
 def load_test_set(classes: list[str], spec: PreprocessSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """The test images as the evaluate stage sees them (the shared preprocessing)."""
     test = read_split("test")
@@ -161,20 +133,54 @@ def load_test_set(classes: list[str], spec: PreprocessSpec) -> tuple[torch.Tenso
 
 
 @torch.inference_mode()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool, batch_size: int = 32) -> float:
-    """Top-1 accuracy of the (uncompiled) model in eval mode, in the training precision."""
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Logits of the (uncompiled, unwrapped) model in eval mode, in fp32 whatever the training
+    precision: the precision the evaluate stage measures the pth model in."""
     model.eval()
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x[start : start + batch_size])
-        correct += (logits.argmax(1) == y[start : start + batch_size]).sum().item()
-    return correct / len(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return torch.cat([model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])
 
 
-def progress_bar(batches, total: int, desc: str) -> tqdm:
-    """A bar in a terminal; nothing under CI (CI=true) or when output goes to a file or pipe."""
-    return tqdm(batches, total=total, desc=desc, leave=False, disable=True if os.environ.get("CI") else None)
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy in fp32 (`predict`), so the logged test_acc is the evaluate stage's."""
+    return (predict(model, x).argmax(1) == y).sum().item() / len(y)
+
+
+def progress_bar(batches, total: int, desc: str, quiet: bool) -> tqdm:
+    """A bar in a terminal; nothing under CI (CI=true), when output goes to a file or pipe, or
+    in any rank but the first."""
+    return tqdm(batches, total=total, desc=desc, leave=False, disable=True if quiet or os.environ.get("CI") else None)
+
+
+def load_training_images(params: Params) -> TrainingImages:
+    """The training split, decoded once into memory or read from disk at every step
+    (train.cache_images; auto: in memory if the decoded set fits train.cache_budget_mb)."""
+    cfg, classes = params.train, params.slugs
+    examples = read_split("train")
+    paths = [e.path for e in examples]
+    in_memory = cache_in_memory(cfg.cache_images, paths, params.preprocess.resize, cfg.cache_budget_mb)
+    return TrainingImages(paths, [classes.index(e.label) for e in examples], params.preprocess.spec,
+                          cfg.min_crop_scale, params.seed, in_memory)
+
+
+class EpochLog:
+    """What rank 0 alone does at the end of each epoch: test accuracy (fp32), dvclive's logs, a
+    line on stdout."""
+
+    def __init__(self, live: Live, model: torch.nn.Module, test: tuple[torch.Tensor, torch.Tensor], epochs: int):
+        self.live, self.model, self.test, self.epochs = live, model, test, epochs
+
+    def __call__(self, epoch: int, loss: float, train_acc: float, lr: float, img_per_s: float) -> None:
+        test_acc = accuracy(self.model, *self.test)
+        self.live.step = epoch  # the x axis of the curves: 1..epochs
+        self.live.log_metric("train_loss", loss)
+        self.live.log_metric("train_acc", train_acc)
+        self.live.log_metric("test_acc", test_acc)
+        self.live.log_metric("lr", lr)
+        self.live.sync()  # metrics.json after every epoch
+        # img/s is a timing: printed, never logged
+        print(f"epoch {epoch}/{self.epochs}: loss {loss:.4f}  train acc {train_acc:.3f}  "
+              f"test acc {test_acc:.3f}  {img_per_s:.1f} img/s", flush=True)
 
 
 def main() -> None:
@@ -187,49 +193,60 @@ def main() -> None:
     checkpoint = model_dir(args.epochs) / CHECKPOINT
     # As dvc repro does: a run that dies leaves no model at all, never an older one beside its logs.
     checkpoint.unlink(missing_ok=True)
+    if cfg.processes > 1 and not distributed.started_by_torchrun():
+        distributed.launch(cfg.processes, cfg.threads, "stages.train", ["--epochs", str(args.epochs)])
+        return
 
     device, bf16 = configure_torch(cfg)
-    data = TrainingImages.load(read_split("train"), classes, params.preprocess.spec, cfg.min_crop_scale)
-    test_x, test_y = (t.to(device) for t in load_test_set(classes, params.preprocess.spec))
     torch.manual_seed(params.seed)  # the new head's initial weights (and all of them for pretrained: none)
     model, forward = prepare_model(len(classes), cfg, device)  # `forward` shares the weights of `model`
-    optimizer = make_optimizer(model, cfg)
-    steps_per_epoch = len(data) // cfg.batch_size
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
-    )
-    data_rng = torch.Generator().manual_seed(params.seed)
-    print(f"train: {len(data)} images, {args.epochs} epochs, {device}, {'bf16' if bf16 else 'fp32'}, "
-          f"{'compiled' if cfg.compile else 'eager'}, {torch.get_num_threads()} threads", flush=True)
+    rank, world = 0, 1
+    ddp = distributed.started_by_torchrun()
+    if ddp:  # one of train.processes ranks: its shard of every batch, gradients averaged over all
+        rank, world, device = distributed.join(device)
+        if world != cfg.processes:
+            raise ParamError(f"train.processes is {cfg.processes} but torchrun started {world} processes: "
+                             f"set train.processes to the total number of processes")
+        model.to(device)
+        forward = DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None)
 
-    with Live(str(metrics_dir(args.epochs) / "train"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    data = load_training_images(params)
+    batches = EpochBatches(len(data), cfg.batch_size, params.seed, rank, world)
+    loader = make_loader(data, batches, cfg.workers, pin_memory=device.type == "cuda")
+    normalize = Normalize(params.preprocess.spec, device)
+    optimizer = make_optimizer(model, cfg)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=args.epochs * len(batches), pct_start=0.15
+    )
+    if rank == 0:
+        print(f"train: {len(data)} images ({'in memory' if data.images is not None else 'read from disk'}, "
+              f"{cfg.workers} loader workers), {args.epochs} epochs, {world} x {device.type}, "
+              f"{'bf16' if bf16 else 'fp32'}, {'compiled' if cfg.compile else 'eager'}, "
+              f"{torch.get_num_threads()} threads", flush=True)
+
+    with Live(str(metrics_dir(args.epochs) / "train"), dvcyaml=False, save_dvc_exp=False, report=None) \
+            if rank == 0 else contextlib.nullcontext() as live:
+        log = EpochLog(live, model, tuple(t.to(device) for t in load_test_set(classes, params.preprocess.spec)), args.epochs) \
+            if rank == 0 else None
         for epoch in range(1, args.epochs + 1):
             model.train()
-            loss_sum = correct = seen = 0
+            batches.epoch = epoch
+            totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, seen
             started = time.perf_counter()
-            bar = progress_bar(data.batches(cfg.batch_size, data_rng), steps_per_epoch, f"epoch {epoch}/{args.epochs}")
+            bar = progress_bar(loader, len(batches), f"epoch {epoch}/{args.epochs}", quiet=rank > 0)
             for x, y in bar:
-                x, y = x.to(device), y.to(device)
+                x, y = normalize(x), y.to(device)
                 loss, logits = train_step(forward, optimizer, x, y, bf16)
                 schedule.step()
-                loss_sum += loss.item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
-                seen += len(y)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.perf_counter() - started):.1f}")
-            img_per_s = seen / (time.perf_counter() - started)  # a timing: printed, never logged
-            test_acc = accuracy(model, test_x, test_y, bf16)
+                totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)])
+                bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", img_s=f"{world * totals[2] / (time.perf_counter() - started):.1f}")
+            loss_sum, correct, seen = distributed.sum_over_ranks(totals).tolist()
+            if log:
+                log(epoch, loss_sum / seen, correct / seen, schedule.get_last_lr()[0], seen / (time.perf_counter() - started))
 
-            live.step = epoch  # the x axis of the curves: 1..epochs
-            live.log_metric("train_loss", loss_sum / seen)
-            live.log_metric("train_acc", correct / seen)
-            live.log_metric("test_acc", test_acc)
-            live.log_metric("lr", schedule.get_last_lr()[0])
-            live.sync()  # metrics.json after every epoch
-            print(f"epoch {epoch}/{args.epochs}: loss {loss_sum / seen:.4f}  train acc {correct / seen:.3f}  "
-                  f"test acc {test_acc:.3f}  {img_per_s:.1f} img/s", flush=True)
-
-    save_checkpoint(checkpoint, model, classes, params.preprocess.spec, epochs=args.epochs)
-    print(f"train: saved {checkpoint}")
+    if rank == 0:
+        save_checkpoint(checkpoint, model, classes, params.preprocess.spec, epochs=args.epochs)
+        print(f"train: saved {checkpoint}")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_project, run, tiny_params
+import numpy as np
+from PIL import Image
+
+from birds_onnx.preprocess import PreprocessSpec, normalize
+from conftest import make_project, photo, run, tiny_params
+from stages.model import build_model
 from stages.params import ParamError, Train
-from birds_onnx.preprocess import PreprocessSpec
-from stages.train import TrainingImages, compile_model
+from stages.train import compile_model, predict
+from stages.train_data import EpochBatches, Normalize, TrainingImages, cache_in_memory, decoded_bytes, make_loader
 
 METRICS = {"train_loss", "train_acc", "test_acc", "lr"}
 
@@ -110,22 +115,67 @@ def test_interrupted_training_leaves_no_model(project, sig):
     assert list(model_dir.iterdir()) == []
 
 
-def test_data_order_and_augmentation_depend_on_the_seed_alone():
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("pictures")
+    return [photo(folder / f"{i}.jpg", (40 + 3 * i, 44), seed=i) for i in range(8)]
+
+
+def epoch_batches(data: TrainingImages, epoch: int, workers: int, rank: int = 0, world: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    batches = EpochBatches(len(data), 4, seed=data.seed, rank=rank, world_size=world)
+    batches.epoch = epoch
+    torch.manual_seed(epoch + 1000)  # whatever state the global RNG is in must not matter
+    return list(make_loader(data, batches, workers))
+
+
+def same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+
+
+def test_batches_depend_on_seed_epoch_and_index_alone(pictures):
     spec = PreprocessSpec(resize=40, crop=32)
-    images = [torch.randint(256, (3, 40, 40 + i), dtype=torch.uint8) for i in range(8)]
-    data = TrainingImages(images, list(range(8)), spec, min_crop_scale=0.35)
+    in_memory = TrainingImages(pictures, list(range(8)), spec, 0.35, seed=7, in_memory=True)
+    from_disk = TrainingImages(pictures, list(range(8)), spec, 0.35, seed=7, in_memory=False)
 
-    def epoch(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        torch.manual_seed(seed + 1000)  # whatever state the global RNG is in must not matter
-        return list(data.batches(4, torch.Generator().manual_seed(seed)))
+    first = epoch_batches(in_memory, 1, workers=0)
+    assert len(first) == 2 and first[0][0].shape == (4, 3, 32, 32) and first[0][0].dtype == torch.uint8
+    # the same batches read from disk by two worker processes as decoded once in this one
+    assert same(epoch_batches(from_disk, 1, workers=2), first)
+    # two ranks: each its half of every batch, together the one-process batches
+    halves = [epoch_batches(in_memory, 1, workers=1, rank=r, world=2) for r in (0, 1)]
+    assert same([(torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]])) for a, b in zip(*halves)], first)
+    # another epoch or another seed: another order and other crops
+    assert not same(epoch_batches(in_memory, 2, workers=0), first)
+    other_seed = TrainingImages(pictures, list(range(8)), spec, 0.35, seed=8, in_memory=True)
+    assert not same(epoch_batches(other_seed, 1, workers=0), first)
 
-    first = epoch(0)
-    assert len(first) == 2 and first[0][0].shape == (4, 3, 32, 32)
-    assert first[0][0].is_contiguous(memory_format=torch.channels_last)
-    again = epoch(0)
-    assert all(torch.equal(a, b) for (xa, ya), (xb, yb) in zip(first, again) for a, b in ((xa, xb), (ya, yb)))
-    other = epoch(1)
-    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+
+def test_cache_auto_decodes_in_memory_only_within_the_budget(pictures):
+    needed = decoded_bytes(pictures, 40)
+    assert 8 * 3 * 40 * 40 <= needed <= 8 * 3 * 40 * 50  # shorter side 40, longer 40 to 50
+    assert cache_in_memory("auto", pictures, 40, budget_mb=1)  # about 0.05 MB decoded
+    assert not cache_in_memory("auto", pictures, 4000, budget_mb=1)  # about 500 MB at 4000 px
+    assert cache_in_memory(True, pictures, 4000, budget_mb=1) and not cache_in_memory(False, pictures, 40, budget_mb=1)
+
+
+def test_training_normalises_with_the_arithmetic_of_preprocess(pictures):
+    spec = PreprocessSpec(resize=40, crop=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    images = [Image.open(p).convert("RGB").crop((0, 0, 32, 32)) for p in pictures[:3]]
+    uint8 = torch.stack([torch.from_numpy(np.asarray(img)).permute(2, 0, 1) for img in images])
+    batch = Normalize(spec, torch.device("cpu"))(uint8)
+    assert batch.dtype == torch.float32 and batch.is_contiguous(memory_format=torch.channels_last)
+    # bit for bit, not merely close
+    assert torch.equal(batch, torch.from_numpy(np.stack([normalize(img, spec) for img in images])))
+
+
+def test_logged_test_accuracy_is_computed_in_fp32():
+    torch.manual_seed(0)
+    model = build_model(3)
+    x = torch.randn(5, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as during a bf16 training epoch
+        logits = predict(model, x)
+    assert logits.dtype == torch.float32
+    assert torch.equal(logits, model.eval()(x).detach())
 
 
 def test_compile_without_a_compiler_names_the_param(monkeypatch):
@@ -137,9 +187,16 @@ def test_compile_without_a_compiler_names_the_param(monkeypatch):
 
 
 def test_train_bench_prints_both_settings(project):
-    out = run([sys.executable, "-m", "stages.tools.train_bench", "--steps", "2", "--warmup", "0"], project).stdout
+    out = run([sys.executable, "-m", "stages.tools.train_bench", "--steps", "2", "--warmup", "0", "--no-loop"], project).stdout
     assert "fp32, channels_last, eager" in out
     assert "GEMM peaks" in out and "bf16 torch.mm" in out
     # each setting's share of its roofline: a percentage, not nan
     assert re.search(r"fp32, channels_last, eager +[\d.]+ +\d+ +[\d.]+ +\d+%", out), out
     assert "speed-up of the chosen setting" in out and "input pipeline" in out
+
+
+def test_train_bench_times_the_loop_per_setting(project):
+    out = run([sys.executable, "-m", "stages.tools.train_bench", "--loop-only", "--images", "4,8",
+               "--loop-steps", "1", "--loop-warmup", "0"], project).stdout
+    for setting in ("4 images, in memory, 1 process", "4 images, in memory, 2 processes", "8 images, read from disk, 1 process"):
+        assert re.search(setting + r" x \d threads +[\d.]+ +\d+ +\d+\n", out), out

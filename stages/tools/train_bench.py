@@ -1,37 +1,62 @@
 """Training speed: img/s of a full training step (forward, backward, optimizer update) at the
-batch size and crop of params.yaml, fp32 eager beside the setting params.yaml chooses.
+batch size and crop of params.yaml, fp32 eager beside the setting params.yaml chooses; then the
+whole training loop (DataLoader, workers, data-parallel processes) over a fixed number of steps.
 
     python -m stages.tools.train_bench [--steps 10] [--warmup 3] [--batch-size N] [--compare-compile]
+                                       [--images 190,19000] [--loop-steps 30] [--loop-warmup 3] [--no-loop | --loop-only]
     (make bench-train)
 
 Both settings run in one process with the training stage's own functions, and take turns step
 by step, so a busy machine slows them alike; each figure is the median step. Inputs are random
-(speed does not depend on pixel values). The input pipeline (random crop, flip, normalise) is
-timed on its own. The first step's time includes compiling, where the setting compiles.
+(speed does not depend on pixel values). The input pipeline (decoded pictures -> random crop,
+flip; normalise) is timed on its own. The first step's time includes compiling, where the
+setting compiles.
 
 Roofline: the matrix products of a step (convolutions and the head, forward and backward,
 counted by torch's FlopCounterMode) divided by this CPU's GEMM peak in the setting's precision
 (2048 x 2048 products, the fastest of 10, timed after the steps) is the most img/s a step could
 reach; what a setting misses of it goes to the memory-bound rest (batch norm, ReLU, the update).
 It is printed for training on the CPU only.
+
+The training loop: each setting runs in a fresh process (so its peak memory is its own), with
+the train stage's data pipeline and step on pictures drawn by the synthetic source (the
+pipeline's own 190, copied to distinct files up to each --images count): 1 process with
+train.threads threads beside train.processes-many (2 if that is 1) with the threads shared out,
+in memory; and in memory beside read from disk at every step (train.workers loader workers) at
+each --images count. img/s is the global batch over the median step time after --loop-warmup
+steps; peak memory is the largest resident size of the training process (rank 0) and of one
+of its loader workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from stages.tools.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
+from torch.nn.parallel import DistributedDataParallel
+
+from birds_onnx.preprocess import PreprocessSpec
+from stages import distributed
 from stages.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.model import build_model
-from stages.params import Train, load_params
-from birds_onnx.preprocess import PreprocessSpec
-from stages.train import TrainingImages, configure_torch, make_optimizer, prepare_model, train_step, use_bf16
+from stages.params import PARAMS_FILE, Params, Train, load_params
+from stages.sources.synthetic import synthesize
+from stages.tools.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
+from stages.train import configure_torch, make_optimizer, prepare_model, train_step, use_bf16
+from stages.train_data import EpochBatches, Normalize, TrainingImages, make_loader
 
 GEMM_RUNS = 10
 
@@ -78,16 +103,133 @@ def gemm_peaks(threads: int, runs: int) -> dict[str, float]:
     return {name: gemm_gflops(timed_runs(probe, 1, runs).min()) for name, probe in probes.items()}
 
 
-def input_pipeline_img_per_s(spec: PreprocessSpec, cfg: Train, batch_size: int, batches: int = 20) -> float:
-    """Augmented, normalised images per second from decoded images of a typical 4:3 shape."""
-    images = [torch.randint(256, (3, spec.resize, spec.resize * 4 // 3), dtype=torch.uint8) for _ in range(batch_size * 2)]
-    data = TrainingImages(images, [0] * len(images), spec, cfg.min_crop_scale)
-    rng = torch.Generator().manual_seed(0)
+def input_pipeline_img_per_s(paths: list[Path], spec: PreprocessSpec, cfg: Train, batch_size: int, batches: int = 20) -> float:
+    """Augmented, normalised images per second from pictures decoded in memory, in this process."""
+    data = TrainingImages(paths[: batch_size * 2], [0] * batch_size * 2, spec, cfg.min_crop_scale, seed=0, in_memory=True)
+    order, normalize = EpochBatches(len(data), batch_size, seed=0), Normalize(spec, torch.device("cpu"))
     started, seen = time.perf_counter(), 0
     while seen < batches * batch_size:
-        for x, _ in data.batches(batch_size, rng):
-            seen += len(x)
+        order.epoch += 1
+        for keys in order:
+            seen += len(normalize(torch.stack([data[key][0] for key in keys])))
     return seen / (time.perf_counter() - started)
+
+
+def draw_pictures(params: Params, folder: Path, count: int) -> list[Path]:
+    """`count` distinct JPEG files: the synthetic source's pictures (params.crawl.synthetic's
+    count and sizes), copied as often as needed, so reading one costs what a real one does."""
+    cfg = params.crawl.synthetic
+    drawn = []
+    for slug, index, data in synthesize(params.slugs, min(count, cfg.total_images), params.seed, size_range=(cfg.min_size, cfg.max_size)):
+        drawn.append(folder / f"{slug}_{index:03d}.jpg")
+        drawn[-1].write_bytes(data)
+    paths = list(drawn)
+    for i in range(len(drawn), count):
+        paths.append(folder / f"copy_{i:06d}.jpg")
+        shutil.copyfile(drawn[i % len(drawn)], paths[-1])
+    return paths
+
+
+def peak_rss_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def measure_loop(params: Params, folder: Path, images: int, in_memory: bool, steps: int, warmup: int) -> dict:
+    """The train stage's loop (its data pipeline, its step; data-parallel when started by
+    torchrun) for warmup + steps steps, on the first `images` pictures of `folder`. Rank 0
+    prints the figures as one JSON line."""
+    cfg = params.train.model_copy(update={"pretrained": "none"})
+    device, bf16 = configure_torch(cfg)
+    torch.manual_seed(params.seed)
+    model, forward = prepare_model(len(params.classes), cfg, device)
+    rank, world = 0, 1
+    if distributed.started_by_torchrun():
+        rank, world, device = distributed.join(device)
+        model.to(device)
+        forward = DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None)
+    paths = sorted(folder.glob("*.jpg"))[:images]
+    data = TrainingImages(paths, [i % len(params.classes) for i in range(len(paths))], params.preprocess.spec,
+                          cfg.min_crop_scale, params.seed, in_memory)
+    batches = EpochBatches(len(data), cfg.batch_size, params.seed, rank, world)
+    loader = make_loader(data, batches, cfg.workers, pin_memory=device.type == "cuda")
+    normalize, optimizer = Normalize(params.preprocess.spec, device), make_optimizer(model, cfg)
+    model.train()
+    times, step = [], 0
+    while step < warmup + steps:
+        batches.epoch += 1
+        started = time.perf_counter()
+        for x, y in loader:
+            loss, _ = train_step(forward, optimizer, normalize(x), y.to(device), bf16)
+            loss.item()  # waits for the device
+            if step >= warmup:
+                times.append(time.perf_counter() - started)
+            step += 1
+            if step == warmup + steps:
+                break
+            started = time.perf_counter()
+    del loader  # its workers exit, so their peak memory is counted below
+    result = {"img_per_s": cfg.batch_size / float(np.median(times)), "rss_mb": peak_rss_mb(resource.RUSAGE_SELF),
+              "worker_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN) if cfg.workers else 0.0}
+    if rank == 0:
+        print(json.dumps(result), flush=True)
+    return result
+
+
+def loop_settings(params: Params, images: list[int]) -> list[tuple[str, dict]]:
+    """(label, arguments of one measuring run) for every setting the loop benchmark compares."""
+    cfg = params.train
+    processes = cfg.processes if cfg.processes > 1 else 2
+    first = min(images)
+    settings = [(f"{first} images, in memory, 1 process x {cfg.threads} threads",
+                 {"images": first, "memory": True, "processes": 1, "threads": cfg.threads})]
+    if cfg.batch_size % processes == 0:
+        share = max(1, cfg.threads // processes)
+        settings.append((f"{first} images, in memory, {processes} processes x {share} threads",
+                         {"images": first, "memory": True, "processes": processes, "threads": share}))
+    for count in images:
+        for memory in (True, False):
+            if (count, memory) != (first, True):
+                settings.append((f"{count} images, {'in memory' if memory else 'read from disk'}, 1 process x {cfg.threads} threads",
+                                 {"images": count, "memory": memory, "processes": 1, "threads": cfg.threads}))
+    return settings
+
+
+def run_setting(folder: Path, setting: dict, steps: int, warmup: int) -> dict:
+    """One measuring run in a fresh process (through torchrun's launcher for several processes),
+    with its own params: the setting's processes and threads."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = load_params_raw()
+        raw["train"].update(processes=setting["processes"], threads=setting["threads"])
+        (Path(tmp) / "params.yaml").write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
+        cmd = [sys.executable, "-m", "stages.tools.train_bench", "--measure", str(folder), "--params", str(Path(tmp) / "params.yaml"),
+               "--images", str(setting["images"]), "--memory" if setting["memory"] else "--disk",
+               "--loop-steps", str(steps), "--loop-warmup", str(warmup)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def load_params_raw() -> dict:
+    return yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+
+
+def loop_benchmark(params: Params, images: list[int], steps: int, warmup: int) -> None:
+    print(f"\ntraining loop: batch {params.train.batch_size} (shared by the processes), {params.train.workers} loader workers "
+          f"per process; median of {steps} steps after {warmup} warm-up; each setting a fresh process", flush=True)
+    settings = loop_settings(params, images)
+    width = max(len(label) for label, _ in settings)
+    print(f"{'setting':<{width}}  {'img/s':>7}  {'peak MB':>8}  {'worker peak MB':>14}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        draw_pictures(params, Path(folder), max(images))
+        rates = {}
+        for label, setting in settings:
+            r = run_setting(Path(folder), setting, steps, warmup)
+            rates[label] = r["img_per_s"]
+            print(f"{label:<{width}}  {r['img_per_s']:7.1f}  {r['rss_mb']:8.0f}  {r['worker_rss_mb']:14.0f}", flush=True)
+    reference = rates[settings[0][0]]
+    for label, _ in settings[1:]:
+        print(f"{label}: {rates[label] / reference:.0%} of the first setting's img/s")
 
 
 def main() -> None:
@@ -96,10 +238,37 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per setting, after the first")
     parser.add_argument("--batch-size", type=int, help="default: train.batch_size")
     parser.add_argument("--compare-compile", action="store_true", help="also time the chosen setting with train.compile flipped")
+    parser.add_argument("--images", default="190,19000", help="training-set sizes of the loop benchmark, comma-separated")
+    parser.add_argument("--loop-steps", type=int, default=30, help="timed steps per loop setting")
+    parser.add_argument("--loop-warmup", type=int, default=3, help="untimed steps per loop setting")
+    parser.add_argument("--no-loop", action="store_true", help="time the step alone")
+    parser.add_argument("--loop-only", action="store_true", help="time the training loop alone")
+    # one loop setting, in a process of its own (what the loop benchmark runs)
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--params", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--memory", dest="in_memory", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--disk", dest="in_memory", action="store_false", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1):
-        parser.error("--steps and --batch-size must be at least 1, --warmup at least 0")
+    try:
+        images = [int(n) for n in args.images.split(",")]
+    except ValueError:
+        parser.error(f"--images must list whole numbers, got {args.images!r}")
+    if args.steps < 1 or args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1) \
+            or args.loop_steps < 1 or args.loop_warmup < 0 or min(images) < 1:
+        parser.error("--steps, --loop-steps, --images and --batch-size must be at least 1, --warmup and --loop-warmup at least 0")
+    if args.measure:
+        params = load_params(args.params)
+        if params.train.processes > 1 and not distributed.started_by_torchrun():
+            distributed.launch(params.train.processes, params.train.threads, "stages.tools.train_bench", sys.argv[1:])
+        else:
+            measure_loop(params, args.measure, images[0], args.in_memory, args.loop_steps, args.loop_warmup)
+        return
     params = load_params()
+    if not args.no_loop and min(images) < params.train.batch_size:
+        parser.error(f"--images must be at least train.batch_size ({params.train.batch_size})")
+    if args.loop_only:
+        loop_benchmark(params, images, args.loop_steps, args.loop_warmup)
+        return
     chosen = params.train.model_copy(update={"pretrained": "none"})  # the weights' values do not matter here
     baseline = chosen.model_copy(update={"precision": "fp32", "compile": False})
     device, _ = configure_torch(chosen)
@@ -122,7 +291,8 @@ def main() -> None:
     for _ in range(args.steps):
         for name, timed_step in steps.items():
             times[name].append(timed_step())
-    input_rate = input_pipeline_img_per_s(params.preprocess.spec, params.train, batch_size)
+    with tempfile.TemporaryDirectory() as folder:
+        input_rate = input_pipeline_img_per_s(draw_pictures(params, Path(folder), 2 * batch_size), params.preprocess.spec, params.train, batch_size)
 
     roofline = {}
     if device.type == "cpu":
@@ -144,6 +314,8 @@ def main() -> None:
         print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}  {share:>15}")
     print(f"speed-up of the chosen setting: {rates[describe(chosen, device)] / rates[describe(baseline, device)]:.2f}x")
     print(f"input pipeline (random crop, flip, normalise): {input_rate:.0f} img/s")
+    if not args.no_loop:
+        loop_benchmark(params, images, args.loop_steps, args.loop_warmup)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,137 @@
+"""Beyond one process, on the tiny profile: data-parallel training through torchrun (gloo, two
+processes, and two "nodes" on one machine), a DVC remote in a local folder, DVC's experiment
+queue. One pipeline, shared by the tests below in order, so that DVC and torch start as few
+times as possible."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import make_project, run, tiny_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clone_a(tmp_path_factory) -> Path:
+    """A tiny project trained in 2 processes of 1 thread each by `dvc repro`."""
+    params = tiny_params()
+    params["train"].update(processes=2, threads=1)
+    project = make_project(tmp_path_factory.mktemp("scale") / "a", params)
+    run(["dvc", "repro"], project)
+    return project
+
+
+def weights(project: Path, epochs: int) -> bytes:
+    return (project / f"models/e{epochs}/model.pth").read_bytes()
+
+
+def test_two_processes_train_a_model_that_export_and_evaluate_accept(clone_a):
+    for epochs in (1, 2):
+        accuracy = json.loads((clone_a / f"metrics/e{epochs}/accuracy.json").read_text())
+        assert accuracy["onnx"]["agreement_with_pth"] == 1.0
+        assert json.loads((clone_a / f"metrics/e{epochs}/export.json").read_text()).keys() == {"onnx", "onnx-int8"}
+        # training's last test accuracy is the evaluate stage's: both fp32, the same weights
+        logged = json.loads((clone_a / f"metrics/e{epochs}/train/metrics.json").read_text())
+        assert logged["test_acc"] == pytest.approx(accuracy["pth"]["accuracy"], abs=1e-6)  # evaluate rounds to 6 places
+
+    first = weights(clone_a, 2)
+    rerun = run(["dvc", "repro", "--force", "--single-item", "train@2"], clone_a)
+    assert "Running stage 'train@2'" in rerun.stdout
+    assert weights(clone_a, 2) == first  # byte for byte
+    assert "up to date" in run(["dvc", "status"], clone_a).stdout
+
+
+def test_two_nodes_on_one_machine_train_the_same_weights_as_two_processes(clone_a):
+    first = weights(clone_a, 2)
+    (clone_a / "models/e2/model.pth").unlink()
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    port = 29400 + os.getpid() % 1000
+    node = ["torchrun", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "tiny", "-m", "stages.train", "--epochs", "2"]
+    nodes = [subprocess.Popen(node, cwd=clone_a, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    logs = [n.communicate(timeout=600)[0] for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], logs
+    assert weights(clone_a, 2) == first
+    assert "up to date" in run(["dvc", "status"], clone_a).stdout
+
+
+def test_a_clone_pulls_the_outputs_from_a_remote_instead_of_training(clone_a, tmp_path_factory):
+    remote = tmp_path_factory.mktemp("remote")
+    run(["git", "add", "-A"], clone_a)  # dvc.lock and the metrics (cache: false)
+    run(["git", "commit", "-q", "-m", "trained"], clone_a)
+    run(["dvc", "remote", "add", "--default", "shared", str(remote)], clone_a)
+    run(["git", "commit", "-q", "-am", "a DVC remote"], clone_a)
+    run(["dvc", "push"], clone_a)
+
+    clone_b = clone_a.parent / "b"
+    run(["git", "clone", "-q", str(clone_a), str(clone_b)], clone_a.parent)
+    run(["dvc", "pull"], clone_b)
+    assert weights(clone_b, 2) == weights(clone_a, 2)
+    assert "up to date" in run(["dvc", "status"], clone_b).stdout
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], clone_b).stdout
+
+
+def test_queued_experiments_both_finish_with_their_metrics(clone_a):
+    clone_b = clone_a.parent / "b"
+    for lr in ("0.002", "0.004"):  # the 1-epoch chain alone (train@1, export@1, evaluate@1): half the time
+        run(["dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}", "evaluate@1"], clone_b)
+    run(["dvc", "queue", "start", "--jobs", "1"], clone_b)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], clone_b).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], clone_b).stdout)
+    runs = [r for commit in shown for exp in (commit.get("experiments") or []) for r in exp["revs"]]
+    finished = {r["data"]["params"]["params.yaml"]["data"]["train"]["lr"]: r["data"]["metrics"] for r in runs}
+    assert set(finished) == {0.002, 0.004}, shown
+    for metrics in finished.values():
+        assert "accuracy" in metrics["metrics/e1/accuracy.json"]["data"]["pth"]
+        assert metrics["metrics/e1/train/metrics.json"]["data"]["step"] == 1
+
+
+def test_a_failed_rank_fails_training_with_one_line_and_no_model(clone_a):
+    model = clone_a / "models/e50/model.pth"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(b"a finished model of an earlier run")
+    train = subprocess.Popen([sys.executable, "-m", "stages.train", "--epochs", "50"], cwd=clone_a,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in train.stdout:
+            if line.startswith("epoch 1/50"):
+                break
+        os.kill(rank_process(train.pid, rank=1), signal.SIGKILL)
+        stderr = train.communicate(timeout=120)[1]
+    finally:
+        train.kill()
+    assert train.returncode == 1
+    assert stderr.strip().splitlines() == [
+        "error: training process rank 1 of 2 was killed by SIGKILL; the other ranks were stopped and no model was written"
+    ]
+    assert not model.exists()
+
+
+def rank_process(launcher: int, rank: int) -> int:
+    """The pid of the training process of `rank` that torchrun's launcher `launcher` started."""
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == launcher and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    raise AssertionError(f"no process of rank {rank} under {launcher}")
