@@ -55,7 +55,7 @@ from stages.model import build_model
 from stages.params import PARAMS_FILE, Params, Train, load_params
 from stages.sources.synthetic import synthesize
 from stages.tools.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
-from stages.train import configure_torch, make_optimizer, prepare_model, train_step, use_bf16
+from stages.train import configure_torch, cpu_has_bf16, make_optimizer, prepare_model, train_step, use_bf16
 from stages.train_data import EpochBatches, Normalize, TrainingImages, make_loader
 
 GEMM_RUNS = 10
@@ -96,10 +96,12 @@ def training_flops_per_image(num_classes: int, crop: int) -> float:
 def gemm_peaks(threads: int, runs: int) -> dict[str, float]:
     """GFLOP/s of square products per precision, each the fastest of `runs` (load from
     elsewhere can only slow a run down): fp32 through torch and ONNX Runtime, as in make bench,
-    bf16 through torch (oneDNN, the library of the training's convolutions)."""
+    bf16 through torch (oneDNN, the library of the training's convolutions) where the CPU computes
+    bf16 natively: elsewhere torch emulates it, minutes per product, and training runs in fp32."""
     probes = {name: probe for name, probe in gemm_probes(threads).items() if name.startswith("fp32")}
-    a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, dtype=torch.bfloat16) for _ in range(2))
-    probes["bf16 torch.mm"] = lambda: torch.mm(a, b)
+    if cpu_has_bf16():
+        a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, dtype=torch.bfloat16) for _ in range(2))
+        probes["bf16 torch.mm"] = lambda: torch.mm(a, b)
     return {name: gemm_gflops(timed_runs(probe, 1, runs).min()) for name, probe in probes.items()}
 
 
@@ -257,7 +259,7 @@ def main() -> None:
             or args.loop_steps < 1 or args.loop_warmup < 0 or min(images) < 1:
         parser.error("--steps, --loop-steps, --images and --batch-size must be at least 1, --warmup and --loop-warmup at least 0")
     if args.measure:
-        params = load_params(args.params)
+        params = load_params(path=args.params)
         if params.train.processes > 1 and not distributed.started_by_torchrun():
             distributed.launch(params.train.processes, params.train.threads, "stages.tools.train_bench", sys.argv[1:])
         else:
@@ -299,18 +301,22 @@ def main() -> None:
         # after the steps: ONNX Runtime's threads spin a while after each product
         peaks = gemm_peaks(torch.get_num_threads(), GEMM_RUNS)
         flops = training_flops_per_image(num_classes, crop)
-        roofline = {"fp32": fp32_peak(peaks) * 1e9 / flops, "bf16": peaks["bf16 torch.mm"] * 1e9 / flops}
+        roofline = {"fp32": fp32_peak(peaks) * 1e9 / flops}
+        if "bf16 torch.mm" in peaks:
+            roofline["bf16"] = peaks["bf16 torch.mm"] * 1e9 / flops
         print(f"GEMM peaks ({GEMM_SIZE}x{GEMM_SIZE}, fastest of {GEMM_RUNS} runs): "
-              + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " GFLOP/s")
+              + ", ".join(f"{name} {rate:.0f}" for name, rate in peaks.items()) + " GFLOP/s"
+              + ("" if "bf16" in roofline else "; no bf16 peak: this CPU does not compute bf16 natively"))
         print(f"a training step does {flops / 1e9:.1f} GFLOP of matrix products per image, so the roofline is "
-              f"{roofline['fp32']:.1f} img/s in fp32 and {roofline['bf16']:.1f} img/s in bf16")
+              + " and ".join(f"{rate:.1f} img/s in {p}" for p, rate in roofline.items()))
     width = max(len(name) for name in settings)
     print(f"{'setting':<{width}}  {'img/s':>7}  {'ms/step':>8}  {'first step s':>12}  {'of its roofline':>15}")
     rates = {}
     for name, cfg in settings.items():
         median = float(np.median(times[name]))
         rates[name] = batch_size / median
-        share = f"{rates[name] / roofline['bf16' if use_bf16(cfg, device) else 'fp32']:.0%}" if roofline else "-"
+        limit = roofline.get("bf16" if use_bf16(cfg, device) else "fp32")
+        share = f"{rates[name] / limit:.0%}" if limit else "-"
         print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}  {share:>15}")
     print(f"speed-up of the chosen setting: {rates[describe(chosen, device)] / rates[describe(baseline, device)]:.2f}x")
     print(f"input pipeline (random crop, flip, normalise): {input_rate:.0f} img/s")
