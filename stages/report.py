@@ -70,9 +70,9 @@ def headline(result: Result, fmt: str) -> dict:
         "epochs": result.epochs,
         "accuracy": acc["accuracy"],
         "agreement": acc["agreement_with_pth"],
-        "img_per_s": s["article_img_per_s"],
-        "model_img_per_s": s["img_per_s_batch1"],
-        "stream_img_per_s": s["streaming_img_per_s"],
+        "img_s": s["article_img_per_s"],
+        "model_img_s": s["img_per_s_batch1"],
+        "stream_img_s": s["streaming_img_per_s"],
     }
 
 

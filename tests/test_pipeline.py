@@ -119,7 +119,7 @@ def test_one_setting_and_dvc_metrics_diff_between_settings(tmp_path):
     for fmt in FORMATS:
         figures = diff[f"metrics/summary/1/{fmt}.json"]
         assert figures["epochs"] == {"old": 1, "new": 2, "diff": 1}
-        for key in ("accuracy", "agreement", "img_per_s", "model_img_per_s", "stream_img_per_s"):
+        for key in ("accuracy", "agreement", "img_s", "model_img_s", "stream_img_s"):
             old, new = figures[key]["old"], figures[key]["new"]
             assert old > 0 and new > 0 and figures[key]["diff"] == pytest.approx(new - old, abs=1e-4)
 

@@ -65,8 +65,8 @@ def test_any_number_of_settings_in_their_order(tmp_path, monkeypatch, settings):
     assert files == sorted(f"{n}/{fmt}.json" for n in range(1, len(settings) + 1) for fmt in RATES)
     for n, e in enumerate(settings, 1):
         row = json.loads((tmp_path / f"summary/{n}/onnx-int8.json").read_text())
-        assert row == {"epochs": e, "accuracy": 0.7, "agreement": 1.0, "img_per_s": 24.0,
-                       "model_img_per_s": 48.0, "stream_img_per_s": 2.7 * 24.0}
+        assert row == {"epochs": e, "accuracy": 0.7, "agreement": 1.0, "img_s": 24.0,
+                       "model_img_s": 48.0, "stream_img_s": 2.7 * 24.0}
     plot_training(results, tmp_path / "training.png")
     plot_speeds(results, tmp_path / "speed.png")
     for chart in ("training.png", "speed.png"):
