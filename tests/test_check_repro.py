@@ -92,11 +92,16 @@ def locked_project(root: Path, model: str, accuracy: str, machine: dict) -> None
 REFERENCE = {"cpu": "CPU with bf16", "bf16_native": True, "id": "aaa"}
 
 
+def commit_reference(root):
+    """The project as written so far becomes the committed reference run."""
+    run(["git", "init", "-q"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "reference"], root)
+
+
 def test_against_the_lock_identical_outputs_pass_whatever_the_machine(tmp_path):
     locked_project(tmp_path, "weights", accuracy_file(0.4, 0.4), REFERENCE)
-    run(["git", "init", "-q"], tmp_path)
-    run(["git", "add", "-A"], tmp_path)
-    run(["git", "commit", "-qm", "reference"], tmp_path)
+    commit_reference(tmp_path)
     locked_project(tmp_path, "weights", accuracy_file(0.4, 0.4), {"cpu": "another", "bf16_native": False, "id": "bbb"})
     identical, messages = compare_with_lock(tmp_path)
     assert messages == [] and identical == ["metrics/evaluate/e20/accuracy.json", "models/e20/model.pth"]
@@ -104,9 +109,7 @@ def test_against_the_lock_identical_outputs_pass_whatever_the_machine(tmp_path):
 
 def test_against_the_lock_names_differences_accuracy_deltas_and_the_precision_cause(tmp_path):
     locked_project(tmp_path, "weights", accuracy_file(0.4, 0.4), REFERENCE)
-    run(["git", "init", "-q"], tmp_path)
-    run(["git", "add", "-A"], tmp_path)
-    run(["git", "commit", "-qm", "reference"], tmp_path)
+    commit_reference(tmp_path)
     locked_project(tmp_path, "other weights", accuracy_file(0.5, 0.35), {"cpu": "CPU without", "bf16_native": False, "id": "bbb"})
     identical, messages = compare_with_lock(tmp_path)
     assert identical == []

@@ -40,7 +40,6 @@ import argparse
 import itertools
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,7 +50,7 @@ from onnx import helper, numpy_helper
 from torch.utils.flop_counter import FlopCounterMode
 
 from stages.errors import run_stage
-from stages.evaluate import timed_runs
+from stages.evaluate import streaming_img_per_s, timed_runs
 from stages.export import export_onnx, metadata, quantize_int8
 from stages.formats import MODEL_FILES, load_classifier, model_path, precision
 from stages.paths import model_dir
@@ -61,7 +60,6 @@ from birds_onnx.onnx_model import session_options
 from birds_onnx.openvino_model import RuntimeMissing
 from stages.params import Params, load_params
 from birds_onnx.preprocess import preprocess_batch
-from birds_onnx.stream import classify_stream
 from stages.sources.synthetic import synthesize
 
 GEMM_SIZE = 2048  # large enough for every library's kernel to run at full speed
@@ -208,15 +206,6 @@ def take_turns(calls: dict[str, tuple[Callable, int, int]], rounds: int) -> dict
         for name, (call, warmup, runs) in calls.items():
             seconds[name].append(timed_runs(call, warmup, runs))
     return {name: np.concatenate(s) for name, s in seconds.items()}
-
-
-def streaming_img_per_s(classifier, paths: list[Path], batch_size: int, workers: int) -> float:
-    """Images per second of the predictor's streaming mode over `paths`, end to end."""
-    started = time.perf_counter()
-    for _, result in classify_stream(classifier, classifier.spec, paths, batch_size, workers):
-        if isinstance(result, Exception):
-            raise SystemExit(f"bench: {result}")
-    return len(paths) / (time.perf_counter() - started)
 
 
 def throughput(classifiers: dict, images: np.ndarray, test_paths: list[Path], folder: list[Path], args) -> dict[str, dict]:
