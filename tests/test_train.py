@@ -103,6 +103,8 @@ def test_interrupted_training_leaves_no_model(project, sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "stages.train", "--epochs", "50"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        # Ctrl-C's default action, even where this run was started with SIGINT ignored (a background job)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for line in proc.stdout:
