@@ -8,7 +8,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro speed test bench bench-int8 bench-train bench-scale check-repro check-repro-lock
+.PHONY: setup repro speed test bench bench-int8 bench-train bench-scale check-repro check-repro-lock mutate
 setup: $(VENV)/.installed
 
 # The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
@@ -63,3 +63,8 @@ check-repro: setup
 # dvc.lock: identical, or the accuracy deltas and the likely cause. Takes the full pipeline's time.
 check-repro-lock: setup
 	python -m stages.tools.check_repro --against-lock
+
+# Mutation testing of the core logic (mutmut, settings in pyproject.toml): each mutant against the
+# unit tests that reach it; prints the share killed per module and every survivor. Not in `make test`.
+mutate: setup
+	python -m stages.tools.mutate

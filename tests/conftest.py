@@ -18,6 +18,16 @@ from stages.tools.profiles import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# `make mutate`: while mutmut records which test reaches which function ("stats"), it reads its
+# settings from the working directory, and processes started by the code under test (the crawl's
+# pools) run in a test's temporary folder, where it cannot. Only this process's hits count, so
+# the mode stays in this process (mutmut's process-local copy of it) and those workers, which
+# inherit the environment, run the plain code.
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    import mutmut.mutation.trampoline
+
+    mutmut.mutation.trampoline._mutant_under_test = os.environ.pop("MUTANT_UNDER_TEST")
+
 
 def tiny_params() -> dict:
     """params.yaml shrunk to seconds (stages/tools/profiles.py): 3 classes, 8 small images each, 64 px crops, epochs 1 and 2."""

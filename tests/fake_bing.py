@@ -70,6 +70,7 @@ class FakeBing:
         self.files: dict[str, Served] = {}  # image name -> what /img/<name> answers
         self.hits: Counter = Counter()  # path -> requests received
         self.queries: list[dict] = []  # the query string of every result-page request
+        self.proxied: list[str] = []  # requests that came as to a proxy (an absolute URL), for the host named
         self.page_status = 200
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -110,6 +111,8 @@ class FakeBing:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 url = urlsplit(self.path)
+                if url.netloc:  # asked as a proxy: it answers for any host
+                    fake.proxied.append(self.path)
                 fake.hits[url.path] += 1
                 if url.path == "/images/async":
                     query = {k: v[0] for k, v in parse_qs(url.query).items()}

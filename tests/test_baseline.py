@@ -62,3 +62,19 @@ def test_colour_alone_does_not_solve_the_synthetic_birds(split):
     # Chance is 1/9; a generator whose classes differ mostly in colour would score near 1.0 here.
     assert 0.0 <= mean_accuracy < 0.75
     assert 0.0 <= histogram_accuracy < 0.95
+
+
+def test_a_class_told_apart_by_colour_alone_is_found(tmp_path):
+    # the baseline must learn: where colour is the whole difference, it scores (nearly) perfectly
+    colours = {"red": (200, 30, 40), "green": (40, 180, 60), "blue": (30, 60, 200)}
+    rng = np.random.default_rng(0)
+    examples = []
+    for label, rgb in colours.items():
+        for i in range(6):
+            pixels = np.clip(np.array(rgb) + rng.integers(-20, 21, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(path := tmp_path / f"{label}_{i}.png")
+            examples.append((path, label))
+    train = [e for i, e in enumerate(examples) if i % 6 < 4]
+    test = [e for i, e in enumerate(examples) if i % 6 >= 4]
+    assert colour_baseline(train, test, "mean", seed=0) == 1.0
+    assert colour_baseline(train, test, "histogram", seed=0) == 1.0

@@ -121,9 +121,7 @@ def test_result_page_errors_are_retried_then_reported(fake_bing):
 
 
 def test_no_network_fails_with_how_to_run_offline():
-    with socket.socket() as s:  # a port nothing listens on: connections are refused, as offline
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}/images/async"
+    closed = f"http://127.0.0.1:{closed_port()}/images/async"
     with pytest.raises(bing.BingUnreachable) as err:
         list(bing.search([MYNA, WARBLER], BingSource(endpoint=closed, timeout_s=1.0, retries=1)))
     message = str(err.value)
@@ -146,3 +144,29 @@ def test_parallel_downloads_keep_result_order_and_what_one_thread_would_keep(fak
         (f"myna/myna_{i:03d}.jpg", f"m{i}.jpg") for i in range(9)
     ]
     assert [(r.found.url.rsplit("/", 1)[1], r.reason) for r in cleaned.rejected] == [("gone.jpg", "fetch_failed")]
+
+
+def test_proxy_settings_apply_to_bing_and_not_to_a_server_on_this_machine(fake_bing, tmp_path, monkeypatch):
+    # README: behind a proxy, set HTTPS_PROXY (here HTTP_PROXY: the stand-in speaks plain HTTP)
+    fake_bing.add(MYNA.keyword, "ok.jpg", Served(encode(picture(1))))
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, fake_bing.base)  # the fake answers as the proxy too
+    cfg = BingSource(endpoint="http://bing.example/images/async", timeout_s=0.5, retries=RETRIES, max_num=10)
+    through_proxy = clean(bing.search([MYNA], cfg), tmp_path / "proxy", min_side=64, near_duplicate_distance=4)
+    assert len(through_proxy.kept) == 1
+    assert fake_bing.proxied[0].startswith("http://bing.example/images/async?q=")
+
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{closed_port()}")  # a proxy that does not answer
+    assert len(crawl(fake_bing, [MYNA], tmp_path / "direct").kept) == 1  # 127.0.0.1 is reached directly
+    assert bing.is_loopback("http://localhost:8080/x") and bing.is_loopback("http://[::1]:9/")
+    assert not bing.is_loopback("https://www.bing.com/images/async")
+
+
+def closed_port() -> int:
+    """A port nothing listens on: connections to it are refused, as offline."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -15,7 +15,7 @@ from conftest import ROOT, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
 from stages.manifest import read_manifest, read_rejects
-from stages.sources.cleaning import CrawlError, near_pairs
+from stages.sources.cleaning import CrawlError, Found, Kept, deduplicate, near_pairs
 from stages.sources.synthetic import synthesize
 
 
@@ -155,3 +155,32 @@ def test_the_near_duplicate_index_finds_exactly_the_pairs_of_the_all_pairs_searc
     assert len(found) == len(set(found))
     assert set(found) == expected
     assert len(expected) > 50  # the planted pairs are there to be found
+
+
+def kept(label: str, phash: int, seq: int, sha256: str | None = None) -> Kept:
+    found = Found(label=label, source=f"{label}/{seq}.jpg", data=None)
+    return Kept(found, ".jpg", 64, 64, 100, sha256 or f"sha-{seq}", phash, seq=seq)
+
+
+def test_near_duplicates_are_those_within_the_distance_and_the_first_found_is_kept():
+    distance = 4
+    original = 0b1111_0000
+    images = [
+        kept("myna", original, 0),
+        kept("myna", original ^ 0b1111, 1),  # exactly `distance` bits away: the same picture
+        kept("myna", original ^ 0b1_1111 << 8, 2),  # one bit more: another picture
+        kept("crow", 0xFFFF << 48, 3),
+        kept("crow", 0xFFFF << 48, 4, sha256="sha-3"),  # the same bytes as the one before
+        kept("myna", 0xFFFF << 24, 5),
+        kept("crow", 0xFFFF << 24 ^ 1, 6),  # one picture under two classes: neither can be trusted
+    ]
+    unique, rejected = deduplicate(images, distance)
+    assert [(k.seq, k.name) for k in unique] == [(0, "myna/myna_000.jpg"), (2, "myna/myna_001.jpg"), (3, "crow/crow_000.jpg")]
+    reasons = {r.found.source: (r.reason, r.detail) for r in rejected}
+    assert reasons == {
+        "myna/1.jpg": ("near_duplicate", "4 bits from myna/myna_000.jpg"),
+        "crow/4.jpg": ("exact_duplicate", "same bytes as crow/crow_000.jpg"),
+        "myna/5.jpg": ("in_several_classes", "also under crow: crow/6.jpg"),
+        "crow/6.jpg": ("in_several_classes", "also under myna: myna/5.jpg"),
+    }
+    assert [k.seq for k in deduplicate(images, distance - 1)[0]] == [0, 1, 2, 3]  # a stricter threshold keeps #1

@@ -66,3 +66,13 @@ def test_broken_image_is_a_clear_error(tmp_path):
     truncated.write_bytes(jpeg(tmp_path, (400, 300)).read_bytes()[:600])
     with pytest.raises(ImageError, match="cut.jpg"):
         preprocess(truncated, SPEC)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
+    # draft mode: libjpeg decodes 1/8 of 1600 x 1200 when 100 px are enough, never less than asked
+    big = jpeg(tmp_path, size=(1600, 1200), name="big.jpg")
+    assert open_rgb(big, 100).size == (200, 150)
+    assert open_rgb(big, 600).size == (800, 600)
+    png = tmp_path / "big.png"
+    Image.open(big).save(png)
+    assert open_rgb(png, 100).size == (1600, 1200)  # other formats decode whole

@@ -88,3 +88,11 @@ def test_a_class_does_not_change_when_another_class_is_added():
 def test_two_workers_draw_the_same_bytes_in_the_same_order():
     species = ["crow", "gull", "sunbird", "myna"]
     assert list(synthesize(species, 10, 3, size_range=TINY, workers=2)) == generate(species, 10, seed=3)
+
+
+def test_each_species_is_its_own_bird():
+    # the same random numbers draw nine different pictures: the species, not the seed, decides the bird
+    drawings = [np.asarray(draw_bird(slug, np.random.default_rng(0), size_range=TINY)) for slug in SPECIES]
+    for i in range(len(drawings)):
+        for j in range(i):
+            assert drawings[i].shape != drawings[j].shape or not np.array_equal(drawings[i], drawings[j]), (i, j)

@@ -24,6 +24,7 @@ from birds_onnx.preprocess import PreprocessSpec, normalize
 from conftest import make_project, photo, run, tiny_params
 from stages.model import build_model
 from stages.params import ParamError, Train
+from stages import train
 from stages.train import compile_model, cpu_has_bf16, predict
 from stages.train_data import EpochBatches, Normalize, TrainingImages, cache_in_memory, decoded_bytes, make_loader
 
@@ -202,3 +203,20 @@ def test_train_bench_times_the_loop_per_setting(project):
                "--loop-steps", "1", "--loop-warmup", "0"], project).stdout
     for setting in ("4 images, in memory, 1 process", "4 images, in memory, 2 processes", "8 images, read from disk, 1 process"):
         assert re.search(setting + r" x \d threads +[\d.]+ +\d+ +\d+\n", out), out
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse2 avx2 fma", False),
+    ("fpu avx2 avx512f avx512_bf16", True),
+    ("fpu avx2 amx_bf16 amx_tile", True),
+])
+def test_bf16_is_chosen_where_the_cpu_computes_it_natively(flags, expected, monkeypatch, tmp_path):
+    # README: train.precision auto trains in bf16 on AVX512-BF16 or AMX CPUs, in fp32 elsewhere
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(train, "Path", lambda path: cpuinfo if path == "/proc/cpuinfo" else Path(path))
+    assert train.cpu_has_bf16() is expected
+    auto = Train.model_construct(precision="auto")
+    assert train.use_bf16(auto, torch.device("cpu")) is expected
+    assert train.use_bf16(Train.model_construct(precision="fp32"), torch.device("cpu")) is False
+    assert train.use_bf16(Train.model_construct(precision="bf16"), torch.device("cpu")) is True
