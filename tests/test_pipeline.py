@@ -16,12 +16,41 @@ pytestmark = pytest.mark.slow
 FORMATS = {"pth", "onnx", "onnx-int8", "openvino", "openvino-int8"}
 
 
-def test_dvc_repro_end_to_end_with_three_settings(tmp_path):
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """One tiny pipeline of three settings, shared by the tests below in their order (each whole
+    pipeline costs a minute or more): the timings test first, then the checks of every output,
+    then the experiments that compare settings."""
     params = tiny_params()
     params["train"]["epochs"] = [1, 2, 3]  # any number of settings: nothing in dvc.yaml names them
-    project = make_project(tmp_path / "project", params)
+    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", params)
     run(["dvc", "repro"], project)
+    return project
 
+
+def test_timings_come_from_the_machine_that_ran_the_pipeline(project):
+    # the results as committed from another machine: the same models, another machine.json
+    reference = json.loads((project / "metrics/machine.json").read_text()) | {"cpu": "Reference CPU", "id": "reference"}
+    (project / "metrics/machine.json").write_text(json.dumps(reference))
+    run(["dvc", "commit", "--force", "machine", "evaluate@1"], project)
+    assert "up to date" in run(["dvc", "status", "evaluate@1"], project).stdout
+
+    # what `make repro` does on this machine: the machine stage first, then the pipeline
+    run(["dvc", "repro", "--force", "--single-item", "machine"], project)
+    repro = run(["dvc", "repro", "evaluate@1"], project)
+    assert "Running stage 'evaluate@1'" in repro.stdout
+    speed = json.loads((project / "metrics/evaluate/e1/speed.json").read_text())
+    assert speed["measured_on"]["id"] != "reference"
+    assert "Stage 'train@1' didn't change" in repro.stdout  # only the timings are measured again
+
+    # and on the same machine, the forced machine stage changes nothing
+    run(["dvc", "repro", "--force", "--single-item", "machine"], project)
+    again = run(["dvc", "repro", "evaluate@1"], project)
+    assert "Data and pipelines are up to date" in again.stdout, again.stdout
+    run(["dvc", "repro"], project)  # the report of the new evaluate@1
+
+
+def test_dvc_repro_end_to_end_with_three_settings(project):
     for epochs in (1, 2, 3):
         assert (project / f"models/e{epochs}/model.pth").is_file()
         assert (project / f"models/e{epochs}/model.onnx").is_file()
@@ -78,40 +107,14 @@ def test_dvc_repro_end_to_end_with_three_settings(tmp_path):
     assert {"metrics/training.png", "metrics/speed.png"} <= set(plots["data"])
 
 
-def test_timings_come_from_the_machine_that_ran_the_pipeline(tiny_project):
-    run(["dvc", "repro", "evaluate@1"], tiny_project)
-    # the results as committed from another machine: the same models, another machine.json
-    reference = json.loads((tiny_project / "metrics/machine.json").read_text()) | {"cpu": "Reference CPU", "id": "reference"}
-    (tiny_project / "metrics/machine.json").write_text(json.dumps(reference))
-    run(["dvc", "commit", "--force", "machine", "evaluate@1"], tiny_project)
-    assert "up to date" in run(["dvc", "status", "evaluate@1"], tiny_project).stdout
-
-    # what `make repro` does on this machine: the machine stage first, then the pipeline
-    run(["dvc", "repro", "--force", "--single-item", "machine"], tiny_project)
-    repro = run(["dvc", "repro", "evaluate@1"], tiny_project)
-    assert "Running stage 'evaluate@1'" in repro.stdout
-    speed = json.loads((tiny_project / "metrics/evaluate/e1/speed.json").read_text())
-    assert speed["measured_on"]["id"] != "reference"
-    assert "Stage 'train@1' didn't change" in repro.stdout  # only the timings are measured again
-
-    # and on the same machine, the forced machine stage changes nothing
-    run(["dvc", "repro", "--force", "--single-item", "machine"], tiny_project)
-    again = run(["dvc", "repro", "evaluate@1"], tiny_project)
-    assert "Data and pipelines are up to date" in again.stdout, again.stdout
-
-
-def test_one_setting_and_dvc_metrics_diff_between_settings(tmp_path):
-    params = tiny_params()
-    params["train"]["epochs"] = [1]
-    project = make_project(tmp_path / "project", params)
-    run(["dvc", "repro"], project)
-    assert (project / "metrics/report.md").read_text().count("## Trained for") == 1
-    assert sorted(p.name for p in (project / "metrics/summary").iterdir()) == ["1"]
+def test_one_setting_and_dvc_metrics_diff_between_settings(project):
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-q", "-m", "results"], project)
 
     # README's command: one experiment per setting, then `dvc metrics diff` between them
     run(["dvc", "exp", "run", "-n", "e1", "-S", "train.epochs=[1]"], project)
+    assert (project / "metrics/report.md").read_text().count("## Trained for") == 1
+    assert sorted(p.name for p in (project / "metrics/summary").iterdir()) == ["1"]
     run(["dvc", "exp", "run", "-n", "e2", "-S", "train.epochs=[2]"], project)
     diff = json.loads(run(["dvc", "metrics", "diff", "e1", "e2", "--all", "--json"], project).stdout)
     print(run(["dvc", "metrics", "diff", "e1", "e2", "--all"], project).stdout)
@@ -136,7 +139,8 @@ def test_dvc_repro_with_the_bing_source_against_a_fake_server(tmp_path, fake_bin
     fake_bing.add(keywords[2], "myna0.jpg")  # the first myna image is a sunbird result too
     project = make_project(tmp_path / "project", params)
 
-    repro = run(["dvc", "repro"], project)
+    # crawl and split: what follows the split is the same for any source (the tests above)
+    repro = run(["dvc", "repro", "split"], project)
 
     print(repro.stdout)  # the crawl summary, for `pytest -s`
     raw = project / "data/raw"
@@ -146,5 +150,6 @@ def test_dvc_repro_with_the_bing_source_against_a_fake_server(tmp_path, fake_bin
     assert all(r["source"] == "bing" and r["url"].startswith(fake_bing.base) for r in rows)
     rejects = list(csv.DictReader((project / "data/crawl/rejects.csv").open(encoding="utf-8")))
     assert Counter(r["reason"] for r in rejects) == {"fetch_failed": 1, "not_an_image": 1, "in_several_classes": 2}
-    assert "| onnx |" in (project / "metrics/report.md").read_text()
-    assert "up to date" in run(["dvc", "status"], project).stdout
+    train = (project / "data/split/train.csv").read_text(encoding="utf-8").splitlines()
+    assert len(train) == 1 + params["split"]["train"]
+    assert "up to date" in run(["dvc", "status", "split"], project).stdout
