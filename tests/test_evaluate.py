@@ -33,3 +33,16 @@ def test_model_speed_feeds_batches_of_the_asked_sizes():
     assert set(figures) == {"latency_ms_median", "latency_ms_p90", "img_per_s_batch1", "img_per_s_batch5"}
     assert shapes[:5] == [(1, 3, 8, 8)] * 5
     assert set(shapes[5:]) == {(5, 3, 8, 8)}
+
+
+def test_model_speed_figures_are_computed_from_the_timings(monkeypatch):
+    # a clock that advances 10 ms per image classified: every figure follows exactly
+    clock = [0.0]
+    monkeypatch.setattr("stages.evaluate.time.perf_counter", lambda: clock[0])
+
+    def classifier(batch):
+        clock[0] += 0.010 * len(batch)
+        return np.zeros((len(batch), 3))
+
+    figures = model_speed(classifier, np.zeros((3, 3, 8, 8), np.float32), Evaluate(warmup=2, timed_runs=5, batch_size=4))
+    assert figures == {"latency_ms_median": 10.0, "latency_ms_p90": 10.0, "img_per_s_batch1": 100.0, "img_per_s_batch4": 100.0}

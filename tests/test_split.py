@@ -90,3 +90,12 @@ def test_the_split_reads_the_image_folders(tmp_path):
         ("c0_0.jpg", "c0"), ("c0_1.jpg", "c0"), ("c1_0.jpg", "c1"), ("c1_1.jpg", "c1"), ("c1_2.jpg", "c1")]
     with pytest.raises(SplitError, match="has classes not listed in params.yaml classes: c1"):
         raw_examples(tmp_path, ["c0"])
+
+
+def test_one_training_image_per_class_is_enough_and_the_count_is_in_the_error():
+    train, test = split_examples(article_like(), CLASSES, len(CLASSES), 45, seed=0)
+    assert Counter(e.label for e in train) == {c: 1 for c in CLASSES}
+    with pytest.raises(SplitError, match=r"too few in: c3, c5\. Images per class: c0: 21,"):
+        split_examples(examples({c: 21 for c in CLASSES} | {"c3": 5, "c5": 4}), CLASSES, 100, 45, seed=0)
+    with pytest.raises(SplitError, match="too few in: the whole set"):
+        split_examples(examples({c: 10 for c in CLASSES}), CLASSES, 80, 45, seed=0)
