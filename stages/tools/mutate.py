@@ -73,6 +73,13 @@ def print_table(results: dict[str, dict[str, str]]) -> bool:
     return ok
 
 
+def run_mutmut() -> None:
+    """`mutmut run`, started from `-c` rather than from mutmut's command file: worker processes
+    that the code under test starts (the crawl's pools) would run that file again, and with it
+    mutmut's settings lookup in the tests' temporary folders, where it fails."""
+    subprocess.run([sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())", "run"], check=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", action="store_true", help="only print the results of the last run")
