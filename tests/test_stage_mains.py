@@ -20,7 +20,7 @@ from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess_batch
 from stages import evaluate, export
 from stages.export import parity
-from stages.formats import TorchClassifier
+from stages.formats import TorchClassifier, model_path
 from stages.manifest import Example, read_split, write_split
 from stages.results import TRAINING_FIGURES
 
@@ -132,14 +132,14 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(e
     test = read_split("test")
     actual = np.array([TINY_CLASSES.index(e.label) for e in test])
     predictions = {}
-    for fmt, file in zip(FORMATS, ("model.pth", "model.onnx", "model.int8.onnx")):
-        model = TorchClassifier(Path("models/e1/model.pth")) if fmt == "pth" else OnnxClassifier(Path("models/e1") / file)
+    for fmt in FORMATS:
+        model = TorchClassifier(model_path(1, fmt)) if fmt == "pth" else OnnxClassifier(model_path(1, fmt))
         predictions[fmt] = np.array([model(preprocess_batch([e.path], model.spec)).argmax(1)[0] for e in test])
     assert list(accuracy) == FORMATS
     for fmt in FORMATS:
         assert accuracy[fmt]["accuracy"] == pytest.approx((predictions[fmt] == actual).mean(), abs=1e-6)
         assert accuracy[fmt]["agreement_with_pth"] == pytest.approx((predictions[fmt] == predictions["pth"]).mean(), abs=1e-6)
-        assert accuracy[fmt]["size_mb"] == round(Path("models/e1", {"pth": "model.pth", "onnx": "model.onnx"}.get(fmt, "model.int8.onnx")).stat().st_size / 1e6, 2)
+        assert accuracy[fmt]["size_mb"] == round(model_path(1, fmt).stat().st_size / 1e6, 2)
         assert accuracy[fmt]["precision"] == ("int8" if fmt == "onnx-int8" else "fp32")
         with open(f"metrics/evaluate/e1/confusion/{fmt}.csv", newline="") as f:
             rows = list(csv.DictReader(f))
