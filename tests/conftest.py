@@ -89,22 +89,116 @@ def photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
     return path
 
 
+# Under `make mutate` every mutant runs its tests in a fresh process, where building the tiny
+# models (20 s) would dwarf the tests. The unmutated code builds them once per run, in the passes
+# mutmut makes before any mutant (stats, clean tests), into this folder; mutant runs copy them.
+# The export functions' mutants are caught by the tests that export in the mutant's own process
+# (tests/test_stage_mains.py), not by these copies.
+MUTATION_MODELS = ROOT / ".tiny_models"
+
+
+def mutant_under_test() -> bool:
+    """Whether this process tests one mutant (mutmut names it; its own passes are "stats", "fail" or "")."""
+    return os.environ.get("MUTANT_UNDER_TEST", "") not in ("", "stats", "fail")
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """An untrained 3-class ResNet50 at 64 px as model.pth, model.onnx and model.int8.onnx."""
+    folder = tmp_path_factory.mktemp("models")
+    names = {"pth": "model.pth", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+    if mutant_under_test() and MUTATION_MODELS.is_dir():
+        return {fmt: Path(shutil.copy(MUTATION_MODELS / name, folder / name)) for fmt, name in names.items()}
+    paths = build_tiny_models(folder, {fmt: folder / name for fmt, name in names.items()})
+    if "mutmut" in sys.modules and not mutant_under_test():
+        shutil.rmtree(MUTATION_MODELS, ignore_errors=True)
+        shutil.copytree(folder, MUTATION_MODELS)
+    return paths
+
+
+def build_tiny_models(folder: Path, paths: dict[str, Path]) -> dict[str, Path]:
     import torch
 
     from stages.export import export_onnx, metadata, quantize_int8
     from stages.model import build_model, save_checkpoint
     from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
-    folder = tmp_path_factory.mktemp("models")
     spec = PreprocessSpec(resize=72, crop=64)
     torch.manual_seed(0)
     model = build_model(len(TINY_CLASSES)).eval()
-    paths = {"pth": folder / "model.pth", "onnx": folder / "model.onnx", "onnx-int8": folder / "model.int8.onnx"}
     save_checkpoint(paths["pth"], model, TINY_CLASSES, spec, epochs=1)
     export_onnx(model, TINY_CLASSES, spec, opset=18, dest=paths["onnx"])
     calibration = [photo(folder / f"calibration_{i}.jpg", (80 + 10 * i, 90), seed=i) for i in range(4)]
     quantize_int8(paths["onnx"], preprocess_batch(calibration, spec), "minmax", metadata(TINY_CLASSES, spec), paths["onnx-int8"])
     return paths
+
+
+# The export and evaluate stages' inputs around the tiny model (tests/test_stage_mains.py runs
+# their main(); tests/test_model_export.py checks the files export writes).
+@pytest.fixture(scope="session")
+def stage_project(tmp_path_factory, tiny_models) -> Path:
+    """A project holding a split (bright training images, dark test images: calibrating on the
+    wrong ones shows), the tiny model as models/e1/model.pth and what evaluate reads besides."""
+    import json
+
+    from stages.manifest import Example, write_split
+    from stages.results import TRAINING_FIGURES
+
+    root = tmp_path_factory.mktemp("stages")
+    images = root / "data/raw"
+    images.mkdir(parents=True)
+    train, test = [], []
+    for c, label in enumerate(TINY_CLASSES):
+        for i in range(4):
+            path = photo(images / f"{label}_{i}.jpg", (80 + 8 * i, 72), seed=10 * c + i)
+            (train if i < 3 else test).append(Example(path.relative_to(root), label))
+    for e in test:  # darken the test images
+        (root / e.path).write_bytes(_darkened(root / e.path))
+    params = tiny_params()
+    params["export"]["int8"]["calibration_images"] = 6
+    params["evaluate"]["formats"] = ["pth", "onnx", "onnx-int8"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    write_split(root / "data/split/train.csv", train)
+    write_split(root / "data/split/test.csv", test)
+    (root / "models/e1").mkdir(parents=True)
+    shutil.copy(tiny_models["pth"], root / "models/e1/model.pth")
+    (root / "metrics").mkdir()
+    (root / "metrics/machine.json").write_text(json.dumps({"cpu": "test CPU", "logical_cpus": 2, "id": "test"}))
+    history = root / "metrics/e1/train/plots/metrics"
+    history.mkdir(parents=True)
+    for figure in TRAINING_FIGURES:
+        (history / f"{figure}.tsv").write_text(f"step\t{figure}\n1\t0.5\n")
+    return root
+
+
+def _darkened(path: Path) -> bytes:
+    from io import BytesIO
+
+    with Image.open(path) as img:
+        out = BytesIO()
+        Image.fromarray((np.asarray(img) // 4).astype(np.uint8)).save(out, "JPEG", quality=95)
+        return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def exported(stage_project) -> Path:
+    from stages import export
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(stage_project)
+        mp.setattr("sys.argv", ["export", "--epochs", "1"])
+        export.main()
+    return stage_project
+
+
+@pytest.fixture(scope="session")
+def converted(stage_project, tiny_models, tmp_path_factory) -> Path:
+    """A copy of the project with the tiny model's .onnx files in place of export's: evaluate's
+    inputs, without the export's 20 s (mutation testing runs these tests once per mutant)."""
+    from stages.formats import model_path
+
+    root = tmp_path_factory.mktemp("converted")
+    shutil.copytree(stage_project, root, dirs_exist_ok=True)
+    for fmt in ("onnx", "onnx-int8"):
+        shutil.copy(tiny_models[fmt], root / model_path(1, fmt))
+    return root

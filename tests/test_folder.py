@@ -1,13 +1,16 @@
 """The folder source and the cleaning of odd but valid images: each becomes upright RGB."""
 
+import hashlib
 import io
+from collections import Counter
 
 import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
 from fake_bing import encode, picture
-from stages.sources.cleaning import CrawlError, clean
+from test_nasty import jpeg_with_bad_exif, unknown_dds
+from stages.sources.cleaning import Cleaned, CrawlError, Found, Kept, Rejected, clean, examine_untrusted, perceptual_hash
 from stages.sources.folder import read_folder
 
 
@@ -104,3 +107,74 @@ def test_a_missing_class_folder_is_named_with_what_is_there(tmp_path):
 def test_a_path_that_is_not_a_folder_names_the_param(tmp_path):
     with pytest.raises(CrawlError, match=r"crawl.folder.path: .*nowhere is not a folder"):
         list(read_folder(tmp_path / "nowhere", ["crow"]))
+
+
+def examined(data: bytes | None, min_side: int = 64, error: str = ""):
+    return examine_untrusted(Found("crow", "test", data, error=error), min_side)
+
+
+def test_examine_in_this_process_gives_each_file_its_verdict_and_its_bytes():
+    """The verdicts the worker processes give, computed here (mutation testing sees only this
+    process): what is kept and with which bytes, and every reason a bad file is rejected for."""
+    for name, data in odd_images().items():
+        kept, saved = examined(data)
+        with Image.open(io.BytesIO(saved)) as img:
+            assert img.mode == "RGB" and img.size == (kept.width, kept.height), name
+            assert kept.phash == perceptual_hash(img), name
+        assert kept.size == len(saved) and kept.sha256 == hashlib.sha256(saved).hexdigest(), name
+        assert kept.found.data is None and kept.warnings == "", name
+        assert (saved == data) is (name in ("photo.webp",)), name  # only upright RGB in a kept format keeps its bytes
+    jpeg, png = encode(picture(1)), encode(picture(1), "PNG")
+    assert examined(jpeg)[1] == jpeg and examined(jpeg)[0].ext == ".jpg"
+    assert examined(png)[1] == png and examined(png)[0].ext == ".png"
+
+    def verdict(data, **kwargs):
+        rejected = examined(data, **kwargs)
+        return rejected.reason, rejected.detail
+
+    assert verdict(None, error="HTTP 404") == ("fetch_failed", "HTTP 404")
+    assert verdict(b"") == ("not_an_image", "an empty file")
+    assert verdict(b"  <!DOCTYPE html><p>moved</p>") == ("not_an_image", "an HTML page, not an image")
+    assert verdict(b"<?xml?><html>") == ("not_an_image", "an HTML page, not an image")
+    assert verdict(b"GIF87a-not-really") == ("not_an_image", "no image format recognised (starts with b'GIF87a-n')")
+    assert verdict(jpeg[:900])[0] == "broken"
+    assert verdict(unknown_dds())[0] == "decoder_failed"
+    assert verdict(unknown_dds())[1].startswith("NotImplementedError: ")
+    assert verdict(jpeg, min_side=97) == ("too_small", "128x96, shorter side under 97")
+    assert examined(jpeg, min_side=96)[0].height == 96  # the shorter side at the limit is kept
+
+
+def test_decompression_bombs_are_rejected_from_the_warning_on(monkeypatch):
+    """Pillow raises past twice its pixel limit and only warns between once and twice: both are bombs."""
+    jpeg = encode(picture(1))  # 128 x 96 = 12,288 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 12_288)
+    assert not isinstance(examined(jpeg), Rejected)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 12_287)  # over the limit: a warning
+    assert examined(jpeg).reason == "decompression_bomb"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6_000)  # over twice the limit: an error
+    assert examined(jpeg).reason == "decompression_bomb"
+
+
+def test_decoder_warnings_are_kept_with_the_image():
+    said = "UserWarning: Tag data larger than file. Skipping tag 270"  # each warning once
+    assert examined(jpeg_with_bad_exif())[0].warnings == said
+    rejected = examined(jpeg_with_bad_exif(), min_side=100)
+    assert rejected.detail == f"120x90, shorter side under 100 (decoder warnings: {said})"
+
+
+def test_summary_counts_every_class_and_only_the_reasons_that_occurred():
+    def found(label):
+        return Found(label, "test", None)
+
+    kept = [Kept(found("crow"), ".jpg", 1, 1, 1, "a", 0), Kept(found("crow"), ".jpg", 1, 1, 1, "b", 0)]
+    rejected = [Rejected(found("crow"), "broken", ""), Rejected(found("gull"), "too_small", ""),
+                Rejected(found("gull"), "too_small", "")]
+    table = Cleaned(kept, rejected, Counter({"crow": 3, "gull": 2})).summary(["crow", "gull", "myna"])
+    assert [line.split() for line in table.splitlines()] == [
+        ["class", "found", "kept", "broken", "too_small"],
+        ["crow", "3", "2", "1", "0"],
+        ["gull", "2", "0", "0", "2"],
+        ["myna", "0", "0", "0", "0"],
+        ["total", "5", "2", "1", "2"],
+    ]
+    assert table.splitlines()[1] == "crow       3     2       1          0"  # names left, figures right

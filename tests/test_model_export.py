@@ -1,4 +1,5 @@
 import socket
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -7,7 +8,7 @@ import torch
 
 from conftest import TINY_CLASSES, photo
 from stages.export import calibration_examples, metadata, parity, quantize_int8
-from stages.formats import TorchClassifier
+from stages.formats import TorchClassifier, model_path
 from stages.manifest import Example
 from stages.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint
 from birds_onnx.onnx_model import META_CLASSES, ModelError, OnnxClassifier
@@ -23,8 +24,14 @@ def checkpoint(tiny_models):
 
 
 @pytest.fixture
-def onnx_path(tiny_models):
-    return tiny_models["onnx"]
+def exported_models(exported) -> dict[str, Path]:
+    """The files the export stage wrote for the tiny model (conftest.py runs it once per session)."""
+    return {fmt: exported / model_path(1, fmt) for fmt in ("pth", "onnx", "onnx-int8")}
+
+
+@pytest.fixture
+def onnx_path(exported_models):
+    return exported_models["onnx"]
 
 
 def test_checkpoint_round_trip_with_weights_only(checkpoint):
@@ -83,12 +90,12 @@ def test_onnx_file_is_self_contained_and_checked(onnx_path):
     assert {p.key for p in proto.metadata_props} >= {META_CLASSES}
 
 
-def test_exported_models_carry_no_paths_of_this_machine(tiny_models):
+def test_exported_models_carry_no_paths_of_this_machine(exported_models):
     """Source stack traces would put this Python install's paths into the shipped file and make
     the bytes depend on where the project is checked out."""
     for fmt in ("onnx", "onnx-int8"):
-        assert not [n.name for n in onnx.load(str(tiny_models[fmt])).graph.node if n.metadata_props or n.doc_string]
-        assert b"site-packages" not in tiny_models[fmt].read_bytes(), fmt
+        assert not [n.name for n in onnx.load(str(exported_models[fmt])).graph.node if n.metadata_props or n.doc_string]
+        assert b"site-packages" not in exported_models[fmt].read_bytes(), fmt
 
 
 def test_export_parity_and_shared_preprocessing(checkpoint, onnx_path):
@@ -116,8 +123,8 @@ def test_broken_onnx_is_a_clear_error(tmp_path):
         OnnxClassifier(tmp_path / "none.onnx")
 
 
-def test_int8_model_is_static_qdq_with_per_channel_weights(tiny_models):
-    proto = onnx.load(str(tiny_models["onnx-int8"]))
+def test_int8_model_is_static_qdq_with_per_channel_weights(exported_models):
+    proto = onnx.load(str(exported_models["onnx-int8"]))
     onnx.checker.check_model(proto, full_check=True)
     ops = {n.op_type for n in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
@@ -134,24 +141,24 @@ def test_int8_model_is_static_qdq_with_per_channel_weights(tiny_models):
         activation = producers[conv.input[0]]
         assert activation.op_type == "DequantizeLinear"
         assert initializers[activation.input[2]].data_type == onnx.TensorProto.UINT8
-    assert tiny_models["onnx-int8"].stat().st_size < 0.3 * tiny_models["onnx"].stat().st_size
+    assert exported_models["onnx-int8"].stat().st_size < 0.3 * exported_models["onnx"].stat().st_size
 
 
-def test_int8_model_keeps_its_logits_fp32(tiny_models):
+def test_int8_model_keeps_its_logits_fp32(exported_models):
     """The classifier's Gemm runs on quantised inputs but writes the logits straight out, not
     through a QuantizeLinear that would round them to 256 levels and turn close calls into ties."""
-    proto = onnx.load(str(tiny_models["onnx-int8"]))
+    proto = onnx.load(str(exported_models["onnx-int8"]))
     producers = {out: n for n in proto.graph.node for out in n.output}
     head = producers[proto.graph.output[0].name]
     assert head.op_type == "Gemm"
     assert all(producers[name].op_type == "DequantizeLinear" for name in head.input)
 
 
-def test_int8_model_keeps_metadata_and_follows_pytorch(tmp_path, tiny_models):
-    int8 = OnnxClassifier(tiny_models["onnx-int8"])
+def test_int8_model_keeps_metadata_and_follows_pytorch(tmp_path, exported_models):
+    int8 = OnnxClassifier(exported_models["onnx-int8"])
     assert int8.classes == CLASSES and int8.spec == SPEC
     images = preprocess_batch([photo(tmp_path / f"{i}.jpg", (70 + 7 * i, 100), seed=10 + i) for i in range(6)], SPEC)
-    reference = TorchClassifier(tiny_models["pth"])(images)
+    reference = TorchClassifier(exported_models["pth"])(images)
     # int8 rounds every activation to one of 256 levels: close to the fp32 logits, not equal
     assert 0 < parity(reference, int8(images))["max_abs_logit_diff"] < 0.1 * np.abs(reference).max()
 

@@ -27,57 +27,6 @@ from stages.results import TRAINING_FIGURES
 FORMATS = ["pth", "onnx", "onnx-int8"]
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, tiny_models) -> Path:
-    """A project holding a split (bright training images, dark test images: calibrating on the
-    wrong ones shows), the tiny model as models/e1/model.pth and what evaluate reads besides."""
-    root = tmp_path_factory.mktemp("stages")
-    images = root / "data/raw"
-    images.mkdir(parents=True)
-    train, test = [], []
-    for c, label in enumerate(TINY_CLASSES):
-        for i in range(4):
-            path = photo(images / f"{label}_{i}.jpg", (80 + 8 * i, 72), seed=10 * c + i)
-            (train if i < 3 else test).append(Example(path.relative_to(root), label))
-    for e in test:  # darken the test images
-        (root / e.path).write_bytes(_darkened(root / e.path))
-    params = tiny_params()
-    params["export"]["int8"]["calibration_images"] = 6
-    params["evaluate"]["formats"] = FORMATS
-    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    write_split(root / "data/split/train.csv", train)
-    write_split(root / "data/split/test.csv", test)
-    (root / "models/e1").mkdir(parents=True)
-    shutil.copy(tiny_models["pth"], root / "models/e1/model.pth")
-    (root / "metrics").mkdir()
-    (root / "metrics/machine.json").write_text(json.dumps({"cpu": "test CPU", "logical_cpus": 2, "id": "test"}))
-    history = root / "metrics/e1/train/plots/metrics"
-    history.mkdir(parents=True)
-    for figure in TRAINING_FIGURES:
-        (history / f"{figure}.tsv").write_text(f"step\t{figure}\n1\t0.5\n")
-    return root
-
-
-def _darkened(path: Path) -> bytes:
-    from io import BytesIO
-
-    from PIL import Image
-
-    with Image.open(path) as img:
-        out = BytesIO()
-        Image.fromarray((np.asarray(img) // 4).astype(np.uint8)).save(out, "JPEG", quality=95)
-        return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def exported(project) -> Path:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        mp.setattr("sys.argv", ["export", "--epochs", "1"])
-        export.main()
-    return project
-
-
 def input_scale(model: Path) -> float:
     """The scale of the int8 model's first QuantizeLinear, the one on the input image."""
     proto = onnx.load(str(model))
@@ -114,10 +63,10 @@ def test_export_parity_compares_each_model_with_pytorch_on_the_test_images(expor
 
 
 @pytest.mark.parametrize("required, article", [(5.0, 5.0), (5.0, 4.99), (0.5, 7.0)])
-def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(exported, monkeypatch, required, article):
+def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(converted, monkeypatch, required, article):
     # the timings are stood in for (the timing functions have their own tests): the verdict is
     # checked at its edge, from the figure evaluate itself reports
-    monkeypatch.chdir(exported)
+    monkeypatch.chdir(converted)
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["evaluate"]["required_img_per_s"] = required
     Path("params.yaml").write_text(yaml.safe_dump(params))
