@@ -6,6 +6,7 @@ import json
 import pytest
 from PIL import Image
 
+from stages import report
 from stages.errors import PipelineError
 from stages.report import load_results, plot_speeds, plot_training, render_markdown, write_summary
 from stages.results import results_dir
@@ -96,3 +97,70 @@ def test_missing_setting_is_one_clear_error(tmp_path, monkeypatch):
     write_results(tmp_path, 1, RATES)
     with pytest.raises(PipelineError, match="e9/accuracy.json not found: run evaluate for 9 epochs first"):
         load_results([1, 9])
+
+
+def test_each_figure_lands_in_its_column(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 20, RATES)
+    lines = render_markdown(load_results([20])).splitlines()
+    assert lines[lines.index("## Trained for 20 epochs") + 2:][:5] == [
+        "| format | test accuracy | agrees with pth | img/s (article's figure) | speed-up vs pth | model-only img/s, batch 1 "
+        "| end-to-end / model-only | latency ms (median / p90) | img/s, batch 8 | streaming img/s | streaming / batch 8 "
+        "| size MB | >= 5 img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| pth | 0.900 | 100.0% | 4.00 | 1.00x | 8.0 | 50% | 125.0 / 137.5 | 12.0 | 10.8 | 90% | 94.0 | no |",
+        "| onnx | 0.800 | 100.0% | 8.00 | 2.00x | 16.0 | 50% | 62.5 / 68.8 | 24.0 | 21.6 | 90% | 94.0 | yes |",
+        "| onnx-int8 | 0.700 | 100.0% | 24.00 | 6.00x | 48.0 | 50% | 20.8 / 22.9 | 72.0 | 64.8 | 90% | 94.0 | yes |",
+    ]
+    assert "Last epoch of training: loss 0.100, train accuracy 1.000, test accuracy (training precision) 0.500." in lines
+    recall = lines.index("Recall per class:") + 2
+    assert lines[recall:recall + 4] == ["| class | pth | onnx | onnx-int8 |", "|---|---|---|---|",
+                                        "| myna | 1.00 | 1.00 | 1.00 |", "| crow | 0.50 | 0.50 | 0.50 |"]
+    assert "2 threads for every format." in lines[2]
+    assert lines[4] == ("Timings measured on: Test CPU, 2 logical CPUs (machine abc123). "
+                        "To measure the machine you are on, run `make speed`.")
+    assert lines[-4:] == ["", "![img/s per format](speed.png)", "", "![training curves](training.png)"]
+
+
+def test_a_report_without_pth_shows_no_speed_up_and_an_unrecorded_machine_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 3, {"onnx": 8.0, "onnx-int8": 24.0}, machine=None)
+    markdown = render_markdown(load_results([3]))
+    assert "| onnx | 0.900 | 100.0% | 8.00 | - | 16.0 |" in markdown
+    assert "Timings measured on more than one machine or on an unrecorded one: run `make speed`" in markdown
+
+
+def test_charts_show_every_setting_and_format_with_the_requirement(tmp_path, monkeypatch):
+    """What the charts draw, read from the figures before they are saved."""
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 2, RATES)
+    write_results(tmp_path, 3, {"pth": 5.0, "onnx": 10.0, "onnx-int8": 40.0})
+    results = load_results([2, 3])
+    figures = []
+    monkeypatch.setattr(report, "save", lambda fig, dest: figures.append((fig, dest)))
+    plot_speeds(results, tmp_path / "speed.png")
+    plot_training(results, tmp_path / "training.png")
+    (speed, speed_dest), (training, training_dest) = figures
+    assert (speed_dest, training_dest) == (tmp_path / "speed.png", tmp_path / "training.png")
+
+    end_to_end, model_only = speed.axes
+    for ax, factor in ((end_to_end, 1), (model_only, 2)):
+        bars = {c.get_label(): [b.get_height() for b in c] for c in ax.containers}
+        assert bars == {"pth": [4.0 * factor, 5.0 * factor], "onnx": [8.0 * factor, 10.0 * factor],
+                        "onnx-int8": [24.0 * factor, 40.0 * factor]}
+        [required] = [line for line in ax.lines if line.get_label() == "required 5 img/s"]
+        assert list(required.get_ydata()) == [5.0, 5.0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["2 epochs", "3 epochs"]
+        assert [t.get_text() for t in ax.texts][:2] == [f"{4.0 * factor:.1f}", f"{5.0 * factor:.1f}"]
+    assert end_to_end.get_ylabel() == "images per second"
+    assert [t.get_text() for t in end_to_end.get_legend().get_texts()] == ["required 5 img/s", "pth", "onnx", "onnx-int8"]
+
+    loss, accuracy, lr = training.axes
+    curves = {(ax.get_title(), line.get_label()): (list(line.get_xdata()), list(line.get_ydata()), line.get_linestyle())
+              for ax in training.axes for line in ax.lines}
+    assert curves[("training loss (cross-entropy)", "3 epochs")] == ([1.0, 2.0, 3.0], [2.0, 1.0, 2 / 3], "-")
+    assert curves[("accuracy", "3 epochs, train")] == ([1.0, 2.0, 3.0], [1 / 3, 2 / 3, 1.0], "-")
+    assert curves[("accuracy", "3 epochs, test")] == ([1.0, 2.0, 3.0], [1 / 6, 1 / 3, 0.5], "--")
+    assert curves[("learning rate", "2 epochs")] == ([1.0, 2.0], [0.001, 0.001], "-")
+    assert len(curves) == 8 and {ax.get_xlabel() for ax in training.axes} == {"epoch"}
+    assert loss.lines[0].get_color() != loss.lines[1].get_color()  # one colour per setting
