@@ -9,13 +9,15 @@ import shutil
 import subprocess
 import sys
 import venv
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
 from birds_onnx.onnx_model import OnnxClassifier
-from birds_onnx.predict import Progress, expand_inputs, main, top_classes
+from birds_onnx import predict
+from birds_onnx.predict import Progress, Writer, expand_inputs, main, parse_args, top_classes
 from birds_onnx.preprocess import preprocess
 from birds_onnx.stream import classify_stream
 from conftest import ROOT, TINY_CLASSES, photo
@@ -198,3 +200,72 @@ def test_bad_model_or_no_input_is_one_line_and_exit_2(tmp_path, tiny_models, cap
     assert "no such model file" in lines[1]
     assert "class names or preprocessing missing from its metadata" in lines[2]
     assert lines[3:] == [f"birds-predict: {tmp_path}/*.png: no file matches this pattern", "birds-predict: nothing to classify"]
+
+
+@pytest.mark.parametrize("fmt, expected", [
+    ("table", "image      top 1          top 2\n"
+              "a.jpg      myna 0.712     crow 0.200\n"
+              "b/c.jpg    gull 0.500     crow 0.250\n"),
+    ("csv", "path,class_1,probability_1,class_2,probability_2\n"
+            "a.jpg,myna,0.712346,crow,0.200000\nb/c.jpg,gull,0.500000,crow,0.250000\n"),
+    ("jsonl", '{"path": "a.jpg", "top": [{"class": "myna", "probability": 0.712346}, {"class": "crow", "probability": 0.2}]}\n'
+              '{"path": "b/c.jpg", "top": [{"class": "gull", "probability": 0.5}, {"class": "crow", "probability": 0.25}]}\n'),
+])
+def test_each_output_format_is_exactly_this(fmt, expected):
+    out = io.StringIO()
+    writer = Writer(fmt, out, top=2, path_width=9, name_width=6)  # columns: the longest path and class name
+    writer.write(Path("a.jpg"), [("myna", 0.71234567), ("crow", 0.2)])
+    writer.write(Path("b/c.jpg"), [("gull", 0.5), ("crow", 0.25)])
+    assert out.getvalue() == expected
+
+
+def test_options_have_their_documented_defaults_and_reject_bad_numbers(capsys):
+    args = parse_args(["m.onnx", "a.jpg"])
+    assert (args.top, args.format, args.batch_size, args.runtime, args.progress) == (3, "table", 8, "onnxruntime", None)
+    assert args.workers == args.threads == (os.cpu_count() or 1)
+    assert parse_args(["m.onnx", "a.jpg", "--workers", "0", "--top", "1"]).workers == 0
+    for option, value, said in [("--top", "0", "must be at least 1, got '0'"), ("--batch-size", "-2", "must be a whole number, got '-2'"),
+                                ("--workers", "two", "must be a whole number, got 'two'"), ("--threads", "0", "must be at least 1, got '0'")]:
+        with pytest.raises(SystemExit) as exit_status:
+            parse_args(["m.onnx", "a.jpg", option, value])
+        assert exit_status.value.code == 2
+        assert f"argument {option}: {said}" in capsys.readouterr().err
+
+
+def test_progress_redraws_a_few_times_a_second_and_always_at_the_end(monkeypatch):
+    now = iter([0.0, 0.1, 0.25, 0.3, 0.35, 1.0, 1.0])
+    monkeypatch.setattr(predict.time, "perf_counter", lambda: next(now))
+    stream = io.StringIO()
+    progress = Progress(4, enabled=True, stream=stream)  # started at 0.0
+    for _ in range(4):
+        progress.advance()  # at 0.1 (too soon), 0.25 (shown), 0.3 (too soon), 0.35 (the last: shown)
+    progress.close()
+    assert stream.getvalue() == "\r2/4 images, 8.0 img/s\r4/4 images, 11.4 img/s\n"
+    quiet = io.StringIO()
+    Progress(1, enabled=False, stream=quiet).say("birds-predict: x.jpg: broken")
+    assert quiet.getvalue() == "birds-predict: x.jpg: broken\n"  # no terminal codes in a file
+    loud = io.StringIO()
+    Progress(1, enabled=True, stream=loud).say("birds-predict: x.jpg: broken")
+    assert loud.getvalue() == "\r\033[Kbirds-predict: x.jpg: broken\n"
+
+
+def test_a_hidden_folder_given_by_name_is_searched_and_a_file_named_like_a_pattern_is_a_file(tmp_path, monkeypatch):
+    (tmp_path / ".photos" / "2024").mkdir(parents=True)
+    for name in [".photos/a.jpg", ".photos/2024/b.png", "odd[1].jpg", "x/deep/c.jpg"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "x/deep/folder.jpg").mkdir()
+    monkeypatch.chdir(tmp_path)
+    images, errors = expand_inputs([".photos", "odd[1].jpg", "x/**/*.jpg"])
+    assert [p.as_posix() for p in images] == [".photos/2024/b.png", ".photos/a.jpg", "odd[1].jpg", "x/deep/c.jpg"]
+    assert errors == []
+
+
+def test_inputs_naming_no_image_make_the_exit_status_1_and_are_counted(tmp_path, tiny_models, capsys):
+    image = photo(tmp_path / "bird.jpg", (100, 80))
+    assert main([str(tiny_models["onnx"]), str(image), str(tmp_path / "*.png"), "--format", "csv"]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].startswith(f"{image},")
+    assert err.splitlines() == [f"birds-predict: {tmp_path}/*.png: no file matches this pattern",
+                                "birds-predict: 0 of 1 images could not be read, 1 inputs named no image"]
+    assert main([str(tiny_models["onnx"]), str(image)]) == 0
