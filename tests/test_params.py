@@ -128,3 +128,55 @@ def test_broken_yaml_is_reported(tmp_path):
 
 def test_every_format_is_evaluated_by_default():
     assert load_params(path=PROJECT_PARAMS).evaluate.formats == ["pth", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+
+
+@pytest.mark.parametrize("key, value", [
+    ("seed", 0), ("crawl.near_duplicate_distance", 32), ("crawl.near_duplicate_distance", 0),
+    ("crawl.synthetic.max_size", 180), ("crawl.min_side", 180), ("preprocess.crop", 256), ("train.min_crop_scale", 1),
+    ("train.batch_size", 145), ("train.processes", 2), ("export.int8.calibration_images", 145),
+    ("export.opset", 18), ("export.opset", 23), ("evaluate.warmup", 0), ("train.epochs", [1]),
+])
+def test_values_at_their_limits_are_accepted(tmp_path, key, value):
+    params = load_params(path=write_params(tmp_path, set_key(key, value)))
+    node = params
+    for part in key.split("."):
+        node = getattr(node, part)
+    assert node == value
+
+
+def test_unknown_keys_say_what_is_allowed_there(tmp_path):
+    with pytest.raises(ParamError) as raised:
+        load_params(path=write_params(tmp_path, set_key("split.validation", 10)))
+    assert str(raised.value) == "unknown key split.validation; allowed: train, test"
+    with pytest.raises(ParamError) as raised:
+        load_params(path=write_params(tmp_path, set_key("classes.3.colour", "black")))
+    assert str(raised.value) == "unknown key classes[3].colour; allowed: slug, keyword"
+    with pytest.raises(ParamError) as raised:  # an unknown key is named before any bad value
+        load_params(path=write_params(tmp_path, lambda raw: (set_key("train.lr", -1)(raw), set_key("train.speed", 1)(raw))))
+    assert str(raised.value).startswith("unknown key train.speed; allowed: epochs, pretrained, batch_size, lr, ")
+
+
+def test_a_params_file_that_is_missing_or_not_a_mapping_is_named(tmp_path):
+    with pytest.raises(ParamError) as raised:
+        load_params(path=tmp_path / "params.yaml")
+    assert str(raised.value) == f"{tmp_path / 'params.yaml'} not found (run from the project root)"
+    (tmp_path / "list.yaml").write_text("- seed\n- 42\n", encoding="utf-8")
+    with pytest.raises(ParamError) as raised:
+        load_params(path=tmp_path / "list.yaml")
+    assert str(raised.value) == f"{tmp_path / 'list.yaml'} must be a mapping of keys to values, got ['seed', 42]"
+
+
+def test_a_declared_section_chosen_by_a_param_reads_that_section_only(tmp_path):
+    path = write_params(tmp_path, set_key("crawl.source", "synthetic"))
+    params = load_params("crawl.{crawl.source}", "train", path=path)
+    assert params.crawl.synthetic.total_images == 190
+    assert params.train.lr == 0.001 and params.train.epochs == [20, 50]  # a declared section: all its keys
+    with pytest.raises(ParamError, match="this stage reads crawl.bing but does not declare it"):
+        params.crawl.bing
+    with pytest.raises(ParamError, match="this stage reads crawl.source but does not declare it"):
+        params.crawl.source
+
+
+def test_preprocessing_params_become_the_runtime_spec():
+    spec = load_params(path=PROJECT_PARAMS).preprocess.spec
+    assert (spec.resize, spec.crop, spec.mean, spec.std) == (256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
