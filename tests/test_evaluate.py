@@ -1,7 +1,17 @@
-import numpy as np
+import json
 
-from stages.evaluate import model_speed, quality, timed_runs
+import numpy as np
+import pytest
+
+from birds_onnx.errors import BirdsOnnxError
+from birds_onnx.onnx_model import OnnxClassifier
+from birds_onnx.preprocess import preprocess
+from conftest import photo
+from stages.errors import PipelineError
+from stages.evaluate import (article_img_per_s, measured_on, model_speed, predict_one_by_one, quality, streaming_img_per_s,
+                             timed_runs, training_history)
 from stages.params import Evaluate
+from stages.results import TRAINING_FIGURES
 
 
 def test_quality_counts_accuracy_recall_and_agreement():
@@ -46,3 +56,57 @@ def test_model_speed_figures_are_computed_from_the_timings(monkeypatch):
 
     figures = model_speed(classifier, np.zeros((3, 3, 8, 8), np.float32), Evaluate(warmup=2, timed_runs=5, batch_size=4))
     assert figures == {"latency_ms_median": 10.0, "latency_ms_p90": 10.0, "img_per_s_batch1": 100.0, "img_per_s_batch4": 100.0}
+
+
+class Ticking:
+    """The tiny ONNX model on a clock that advances 20 ms per image it classifies."""
+
+    def __init__(self, model, clock):
+        self.model, self.spec, self.clock = model, model.spec, clock
+
+    def __call__(self, batch):
+        self.clock[0] += 0.020 * len(batch)
+        return self.model(batch)
+
+
+def test_end_to_end_rates_are_images_over_the_wall_time(tmp_path, tiny_models, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("stages.evaluate.time.perf_counter", lambda: clock[0])
+    model = OnnxClassifier(tiny_models["onnx"])
+    classifier = Ticking(model, clock)
+    paths = [photo(tmp_path / f"{i}.jpg", (80 + 6 * i, 70), seed=i) for i in range(5)]
+
+    assert article_img_per_s(classifier, paths, passes=3) == pytest.approx(50.0)
+    assert clock[0] == pytest.approx(3 * 5 * 0.020)  # every image of every pass, one at a time
+    assert streaming_img_per_s(classifier, paths, batch_size=2, workers=2) == pytest.approx(50.0)
+    labels = predict_one_by_one(model, paths)
+    assert list(labels) == [int(model(preprocess(p, model.spec)[None]).argmax()) for p in paths]
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("<html>")
+    with pytest.raises(BirdsOnnxError, match="broken.jpg: not a readable image"):
+        streaming_img_per_s(classifier, [*paths, broken], batch_size=2, workers=2)
+
+
+def test_training_history_joins_the_figures_by_epoch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "metrics/e2/train/plots/metrics"
+    folder.mkdir(parents=True)
+    for k, figure in enumerate(TRAINING_FIGURES):
+        (folder / f"{figure}.tsv").write_text(f"step\t{figure}\n2\t{k}.2\n1\t{k}.1\n")  # any row order
+    assert training_history(2) == [
+        {"epoch": 1, "train_loss": "0.1", "train_acc": "1.1", "test_acc": "2.1", "lr": "3.1"},
+        {"epoch": 2, "train_loss": "0.2", "train_acc": "1.2", "test_acc": "2.2", "lr": "3.2"},
+    ]
+    (folder / "lr.tsv").unlink()
+    with pytest.raises(PipelineError, match=r"metrics/e2/train/plots/metrics/lr.tsv not found: run train for 2 epochs first"):
+        training_history(2)
+
+
+def test_the_measuring_machine_is_what_the_machine_stage_recorded(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match=r"metrics/machine.json not found: run `dvc repro machine` first"):
+        measured_on()
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/machine.json").write_text(json.dumps({"cpu": "Test CPU", "logical_cpus": 4, "id": "x1", "flags": ["avx2"]}))
+    assert measured_on() == {"cpu": "Test CPU", "logical_cpus": 4, "id": "x1"}
