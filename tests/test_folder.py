@@ -10,6 +10,7 @@ from PIL import ExifTags, Image
 
 from fake_bing import encode, picture
 from test_nasty import jpeg_with_bad_exif, unknown_dds
+from stages.sources import cleaning
 from stages.sources.cleaning import Cleaned, CrawlError, Found, Kept, Rejected, clean, examine_untrusted, perceptual_hash
 from stages.sources.folder import read_folder
 
@@ -60,9 +61,13 @@ def test_odd_but_valid_images_become_upright_rgb_with_the_right_extension(tmp_pa
         "grey16.png": ".png", "palette.png": ".png", "photo.webp": ".webp", "rotated.jpg": ".jpg",
     }
     saved = {name: (tmp_path / "out" / k.name).read_bytes() for name, k in kept.items()}
-    images = {name: pixels(data) for name, data in saved.items()}  # every one decodes as RGB
     assert all(k.found.source == f"{tmp_path.as_posix()}/crow/{name}" for name, k in kept.items())
+    check_upright_rgb(saved, kept)
 
+
+def check_upright_rgb(saved: dict[str, bytes], kept: dict) -> None:
+    """What each of odd_images() must become: its saved bytes and its record."""
+    images = {name: pixels(data) for name, data in saved.items()}  # every one decodes as RGB
     assert np.abs(images["cmyk.jpg"] - np.asarray(picture(1))).mean() < 6
     assert (images["palette.png"][:, :40] == 255).all()  # transparent -> white background
     assert (images["grey16.png"] == grey_of(3)[..., None]).all()  # 16 bits scaled to 8, not clipped to white
@@ -116,20 +121,23 @@ def examined(data: bytes | None, min_side: int = 64, error: str = ""):
 def test_examine_in_this_process_gives_each_file_its_verdict_and_its_bytes():
     """The verdicts the worker processes give, computed here (mutation testing sees only this
     process): what is kept and with which bytes, and every reason a bad file is rejected for."""
-    for name, data in odd_images().items():
-        kept, saved = examined(data)
+    outcomes = {name: examined(data) for name, data in odd_images().items()}
+    check_upright_rgb({name: saved for name, (_, saved) in outcomes.items()}, {name: k for name, (k, _) in outcomes.items()})
+    for name, (kept, saved) in outcomes.items():
         with Image.open(io.BytesIO(saved)) as img:
-            assert img.mode == "RGB" and img.size == (kept.width, kept.height), name
+            assert img.size == (kept.width, kept.height), name
             assert kept.phash == perceptual_hash(img), name
         assert kept.size == len(saved) and kept.sha256 == hashlib.sha256(saved).hexdigest(), name
-        assert kept.found.data is None and kept.warnings == "", name
-        assert (saved == data) is (name in ("photo.webp",)), name  # only upright RGB in a kept format keeps its bytes
+        assert kept.found == Found("crow", "test", None) and kept.warnings == "", name
+        assert kept.ext == {"anim.gif": ".png", "cmyk.jpg": ".jpg", "grey.jpg": ".jpg", "photo.webp": ".webp",
+                            "rotated.jpg": ".jpg"}.get(name, ".png"), name
     jpeg, png = encode(picture(1)), encode(picture(1), "PNG")
     assert examined(jpeg)[1] == jpeg and examined(jpeg)[0].ext == ".jpg"
     assert examined(png)[1] == png and examined(png)[0].ext == ".png"
 
     def verdict(data, **kwargs):
         rejected = examined(data, **kwargs)
+        assert rejected.found == Found("crow", "test", None, error=kwargs.get("error", ""))  # the bytes are not kept
         return rejected.reason, rejected.detail
 
     assert verdict(None, error="HTTP 404") == ("fetch_failed", "HTTP 404")
@@ -142,6 +150,16 @@ def test_examine_in_this_process_gives_each_file_its_verdict_and_its_bytes():
     assert verdict(unknown_dds())[1].startswith("NotImplementedError: ")
     assert verdict(jpeg, min_side=97) == ("too_small", "128x96, shorter side under 97")
     assert examined(jpeg, min_side=96)[0].height == 96  # the shorter side at the limit is kept
+
+
+def test_a_decoder_out_of_memory_is_its_own_reason(monkeypatch):
+    """What a worker says when decoding hits its memory cap (tests/test_nasty.py hits the real cap)."""
+    def out_of_memory(found, min_side):
+        raise MemoryError
+
+    monkeypatch.setattr(cleaning, "examine", out_of_memory)
+    assert examined(encode(picture(1))) == Rejected(
+        Found("crow", "test", None), "over_memory_cap", "decoding needed more memory than crawl.decode_memory_mb allows")
 
 
 def test_decompression_bombs_are_rejected_from_the_warning_on(monkeypatch):
