@@ -3,12 +3,14 @@ bad files reported one line each, streaming results in input order."""
 
 import csv
 import io
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import venv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from birds_onnx.predict import Progress, Writer, expand_inputs, main, parse_args
 from birds_onnx.preprocess import preprocess
 from birds_onnx.stream import classify_stream
 from conftest import ROOT, TINY_CLASSES, photo
+from test_nasty import jpeg_with_bad_exif
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +97,10 @@ def test_top_classes_are_ranked():
     probabilities = np.array([0.1, 0.6, 0.05, 0.25])
     assert top_classes(probabilities, ["a", "b", "c", "d"], 2) == [("b", 0.6), ("d", 0.25)]
     assert [name for name, _ in top_classes(probabilities, ["a", "b", "c", "d"], 10)] == ["b", "d", "a", "c"]
+    # ties keep the model's class order, however many classes (numpy's default sort does not past 16)
+    tied = np.array([0.3, 0.2, 0.2, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0, 0.3, 0.2, 0.3, 0.2, 0.2, 0.3, 0.2, 0.2])
+    names = [f"c{i}" for i in range(len(tied))]
+    assert [name for name, _ in top_classes(tied, names, 6)] == ["c0", "c9", "c11", "c14", "c1", "c2"]
 
 
 def test_inputs_expand_folders_recursively_and_globs(tmp_path, monkeypatch):
@@ -209,13 +216,16 @@ def test_bad_model_or_no_input_is_one_line_and_exit_2(tmp_path, tiny_models, cap
     ("csv", "path,class_1,probability_1,class_2,probability_2\n"
             "a.jpg,myna,0.712346,crow,0.200000\nb/c.jpg,gull,0.500000,crow,0.250000\n"),
     ("jsonl", '{"path": "a.jpg", "top": [{"class": "myna", "probability": 0.712346}, {"class": "crow", "probability": 0.2}]}\n'
-              '{"path": "b/c.jpg", "top": [{"class": "gull", "probability": 0.5}, {"class": "crow", "probability": 0.25}]}\n'),
+              '{"path": "b/c.jpg", "top": [{"class": "gull", "probability": 0.5}, {"class": "crow", "probability": 0.25}]}\n'
+              '{"path": "鳥/ハッカ.jpg", "top": [{"class": "myna", "probability": 1.0}, {"class": "crow", "probability": 0.0}]}\n'),
 ])
 def test_each_output_format_is_exactly_this(fmt, expected):
     out = io.StringIO()
     writer = Writer(fmt, out, top=2, path_width=9, name_width=6)  # columns: the longest path and class name
     writer.write(Path("a.jpg"), [("myna", 0.71234567), ("crow", 0.2)])
     writer.write(Path("b/c.jpg"), [("gull", 0.5), ("crow", 0.25)])
+    if fmt == "jsonl":  # names as they are, not \u escapes
+        writer.write(Path("鳥/ハッカ.jpg"), [("myna", 1.0), ("crow", 0.0)])
     assert out.getvalue() == expected
 
 
@@ -233,20 +243,31 @@ def test_options_have_their_documented_defaults_and_reject_bad_numbers(capsys):
 
 
 def test_progress_redraws_a_few_times_a_second_and_always_at_the_end(monkeypatch):
-    now = iter([0.0, 0.1, 0.25, 0.3, 0.35, 1.0, 1.0])
+    now = itertools.chain([0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 10.0, 10.5], itertools.repeat(11.0))
     monkeypatch.setattr(predict.time, "perf_counter", lambda: next(now))
     stream = io.StringIO()
-    progress = Progress(4, enabled=True, stream=stream)  # started at 0.0
-    for _ in range(4):
-        progress.advance()  # at 0.1 (too soon), 0.25 (shown), 0.3 (too soon), 0.35 (the last: shown)
+    progress = Progress(5, enabled=True, stream=stream)  # started at 0.0
+    for _ in range(5):
+        progress.advance()  # 0.1, 0.2 (not over 0.2 s yet), 0.25 (shown), 0.3, 0.35 (the last: shown)
     progress.close()
-    assert stream.getvalue() == "\r2/4 images, 8.0 img/s\r4/4 images, 11.4 img/s\n"
+    assert stream.getvalue() == "\r3/5 images, 12.0 img/s\r5/5 images, 14.3 img/s\n"
+    later = io.StringIO()
+    progress = Progress(1, enabled=True, stream=later)  # started at 10.0
+    progress.advance()
+    assert later.getvalue() == "\r1/1 images, 2.0 img/s"
     quiet = io.StringIO()
     Progress(1, enabled=False, stream=quiet).say("birds-predict: x.jpg: broken")
     assert quiet.getvalue() == "birds-predict: x.jpg: broken\n"  # no terminal codes in a file
     loud = io.StringIO()
     Progress(1, enabled=True, stream=loud).say("birds-predict: x.jpg: broken")
     assert loud.getvalue() == "\r\033[Kbirds-predict: x.jpg: broken\n"
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert Progress(1, stream=Terminal()).enabled and not Progress(1, stream=io.StringIO()).enabled
+    assert not Progress(1, enabled=False, stream=Terminal()).enabled
 
 
 def test_a_hidden_folder_given_by_name_is_searched_and_a_file_named_like_a_pattern_is_a_file(tmp_path, monkeypatch):
@@ -269,3 +290,14 @@ def test_inputs_naming_no_image_make_the_exit_status_1_and_are_counted(tmp_path,
     assert err.splitlines() == [f"birds-predict: {tmp_path}/*.png: no file matches this pattern",
                                 "birds-predict: 0 of 1 images could not be read, 1 inputs named no image"]
     assert main([str(tiny_models["onnx"]), str(image)]) == 0
+
+
+def test_pillow_warnings_do_not_reach_the_terminal(tmp_path, tiny_models, capsys):
+    """A photo with odd EXIF is classified without Pillow's warning in the output."""
+    image = tmp_path / "odd_exif.jpg"
+    image.write_bytes(jpeg_with_bad_exif())
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")  # what a user's terminal would show; main() must override it for Pillow
+        assert main([str(tiny_models["onnx"]), str(image), "--format", "csv"]) == 0
+    assert [str(w.message) for w in shown] == []
+    assert capsys.readouterr().err == ""

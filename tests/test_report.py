@@ -137,7 +137,7 @@ def test_charts_show_every_setting_and_format_with_the_requirement(tmp_path, mon
     write_results(tmp_path, 3, {"pth": 5.0, "onnx": 10.0, "onnx-int8": 40.0})
     results = load_results([2, 3])
     figures = []
-    monkeypatch.setattr(report, "save", lambda fig, dest: figures.append((fig, dest)))
+    monkeypatch.setattr(report, "save", lambda fig, dest: figures.append((fig, dest)))  # kept open: read below
     plot_speeds(results, tmp_path / "speed.png")
     plot_training(results, tmp_path / "training.png")
     (speed, speed_dest), (training, training_dest) = figures
@@ -164,3 +164,73 @@ def test_charts_show_every_setting_and_format_with_the_requirement(tmp_path, mon
     assert curves[("learning rate", "2 epochs")] == ([1.0, 2.0], [0.001, 0.001], "-")
     assert len(curves) == 8 and {ax.get_xlabel() for ax in training.axes} == {"epoch"}
     assert loss.lines[0].get_color() != loss.lines[1].get_color()  # one colour per setting
+
+
+def test_the_whole_report_reads_exactly_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 2, {"pth": 4.0, "onnx-int8": 24.0})
+    assert render_markdown(load_results([2])) == "\n".join([
+        "# Results: PyTorch (.pth) vs ONNX Runtime fp32 and int8",
+        "",
+        "img/s (article's figure): test images / wall time of load + preprocess + inference, one image at a time, "
+        "mean of the passes. Streaming: the same, with decoder threads preparing the next images while the model runs "
+        "on batches (how `birds-predict` classifies a folder). Model-only figures time inference alone on preprocessed "
+        "images (median of the timed runs). 2 threads for every format.",
+        "",
+        "Timings measured on: Test CPU, 2 logical CPUs (machine abc123). To measure the machine you are on, run `make speed`.",
+        "",
+        "## Trained for 2 epochs",
+        "",
+        "| format | test accuracy | agrees with pth | img/s (article's figure) | speed-up vs pth | model-only img/s, batch 1 "
+        "| end-to-end / model-only | latency ms (median / p90) | img/s, batch 8 | streaming img/s | streaming / batch 8 "
+        "| size MB | >= 5 img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| pth | 0.900 | 100.0% | 4.00 | 1.00x | 8.0 | 50% | 125.0 / 137.5 | 12.0 | 10.8 | 90% | 94.0 | no |",
+        "| onnx-int8 | 0.800 | 100.0% | 24.00 | 6.00x | 48.0 | 50% | 20.8 / 22.9 | 72.0 | 64.8 | 90% | 94.0 | yes |",
+        "",
+        "Last epoch of training: loss 1.000, train accuracy 1.000, test accuracy (training precision) 0.500.",
+        "",
+        "Recall per class:",
+        "",
+        "| class | pth | onnx-int8 |",
+        "|---|---|---|",
+        "| myna | 1.00 | 1.00 |",
+        "| crow | 0.50 | 0.50 |",
+        "",
+        "![img/s per format](speed.png)",
+        "",
+        "![training curves](training.png)",
+        "",
+    ])
+
+
+def test_summary_files_are_indented_json_ending_in_a_newline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 2, {"pth": 4.0})
+    write_summary(load_results([2]), tmp_path / "summary")
+    assert (tmp_path / "summary/1/pth.json").read_text() == (
+        '{\n  "epochs": 2,\n  "accuracy": 0.9,\n  "agreement": 1.0,\n  "img_s": 4.0,\n  "model_img_s": 8.0,\n'
+        '  "stream_img_s": 10.8\n}\n'
+    )
+
+
+def test_one_machine_recorded_with_its_keys_in_another_order_is_one_machine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 1, RATES)
+    write_results(tmp_path, 2, RATES, machine=dict(reversed(list(MACHINE.items()))))
+    assert "Timings measured on: Test CPU, 2 logical CPUs (machine abc123)." in render_markdown(load_results([1, 2]))
+
+
+def test_charts_are_saved_at_100_dpi_and_closed(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 1, RATES)
+    results = load_results([1])
+    open_before = plt.get_fignums()
+    plot_speeds(results, tmp_path / "speed.png")
+    plot_training(results, tmp_path / "training.png")
+    for chart, size in (("speed.png", (1000, 400)), ("training.png", (1300, 400))):  # figsize x 100 dpi
+        with Image.open(tmp_path / chart) as image:
+            assert (image.format, image.size) == ("PNG", size)
+    assert plt.get_fignums() == open_before  # no figure left open in the process
