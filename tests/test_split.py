@@ -2,8 +2,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
-from stages.manifest import Example
+from conftest import tiny_params
+from stages import split
+from stages.manifest import Example, read_split
 from stages.split import SplitError, raw_examples, split_examples, spread
 
 CLASSES = [f"c{i}" for i in range(9)]
@@ -99,3 +102,47 @@ def test_one_training_image_per_class_is_enough_and_the_count_is_in_the_error():
         split_examples(examples({c: 21 for c in CLASSES} | {"c3": 5, "c5": 4}), CLASSES, 100, 45, seed=0)
     with pytest.raises(SplitError, match="too few in: the whole set"):
         split_examples(examples({c: 10 for c in CLASSES}), CLASSES, 80, 45, seed=0)
+
+
+def test_spread_of_one_and_of_nothing():
+    assert spread(1, [1, 1]) == [1, 0]  # the tie goes to the earlier one
+    assert spread(0, [3, 5]) == [0, 0]
+
+
+def test_what_is_shared_in_proportion_is_what_each_class_has_left():
+    """3 and 30 images, 1 test image each, 10 training images: after one each, the other 8 go
+    1:28 (the images left), not 3:30 (all the images), which would give the small class 2."""
+    train, test = split_examples(examples({"c0": 3, "c1": 30}), CLASSES[:2], 10, 2, seed=0)
+    assert [Counter(e.label for e in train)[c] for c in CLASSES[:2]] == [1, 9]
+    assert Counter(e.label for e in test) == {"c0": 1, "c1": 1}
+
+
+def test_hidden_files_sub_folders_and_hidden_folders_are_not_images_or_classes(tmp_path):
+    (tmp_path / "c0" / "sub").mkdir(parents=True)
+    (tmp_path / ".cache").mkdir()
+    for name in ["c0/a.jpg", "c0/.DS_Store", "c0/sub/b.jpg", ".cache/c.jpg"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [e.path.relative_to(tmp_path).as_posix() for e in raw_examples(tmp_path, ["c0", "c1"])] == ["c0/a.jpg"]
+    for unknown in ("owl", "hawk"):
+        (tmp_path / unknown).mkdir()
+    with pytest.raises(SplitError) as raised:
+        raw_examples(tmp_path, ["c0"])
+    assert str(raised.value) == f"{tmp_path} has classes not listed in params.yaml classes: hawk, owl"
+    with pytest.raises(SplitError) as raised:
+        raw_examples(tmp_path / "raw", ["c0"])
+    assert str(raised.value) == f"{tmp_path / 'raw'} not found: run the crawl stage first (dvc repro)"
+
+
+def test_the_stage_writes_the_split_of_the_folders_with_params_seed(tmp_path, monkeypatch, capsys):
+    params = tiny_params()
+    slugs = [c["slug"] for c in params["classes"]]
+    for k, slug in enumerate(slugs):
+        (tmp_path / "data/raw" / slug).mkdir(parents=True)
+        for i in range(8 + k):
+            (tmp_path / "data/raw" / slug / f"{slug}_{i:03d}.jpg").write_bytes(b"")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    split.main()
+    expected = split_examples(raw_examples(Path("data/raw"), slugs), slugs, params["split"]["train"], params["split"]["test"], params["seed"])
+    assert (read_split("train"), read_split("test")) == expected
+    assert capsys.readouterr().out == f"split: {len(expected[0])} train, {len(expected[1])} test over {len(slugs)} classes\n"
