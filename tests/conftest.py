@@ -90,33 +90,37 @@ def photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
 
 
 # Under `make mutate` every mutant runs its tests in a fresh process, where building the tiny
-# models (20 s) would dwarf the tests. The unmutated code builds them once per run, in the passes
-# mutmut makes before any mutant (stats, clean tests), into this folder; mutant runs copy them.
-# The export functions' mutants are caught by the tests that export in the mutant's own process
-# (tests/test_stage_mains.py), not by these copies.
-MUTATION_MODELS = ROOT / ".tiny_models"
+# models or running the export stage on them (20 s each) would dwarf the tests. The unmutated
+# code builds them once per run, in the passes mutmut makes before any mutant (stats, clean
+# tests), into this folder, and mutant runs copy them: a mutant is judged by the tests that run
+# its code in its own process. The export stage's output is the exception: rebuilt for each of
+# the export module's mutants, since the checks of the exported files are what catches those.
+MUTATION_CACHE = ROOT / ".mutation_cache"
 
 
-def mutant_under_test() -> bool:
-    """Whether this process tests one mutant (mutmut names it; its own passes are "stats", "fail" or "")."""
-    return os.environ.get("MUTANT_UNDER_TEST", "") not in ("", "stats", "fail")
+def built_once_per_mutation_run(name: str, dest: Path, build, rebuilt_for_mutants_of: str = "") -> None:
+    """build(dest), or under mutmut a copy of the unmutated code's build (see above)."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    in_mutant = mutant not in ("", "stats", "fail")  # mutmut's own passes, or no mutmut at all
+    cached = MUTATION_CACHE / name
+    if in_mutant and cached.is_dir() and not (rebuilt_for_mutants_of and mutant.startswith(rebuilt_for_mutants_of)):
+        shutil.copytree(cached, dest, dirs_exist_ok=True)
+        return
+    build(dest)
+    if "mutmut" in sys.modules and not in_mutant:
+        shutil.rmtree(cached, ignore_errors=True)
+        shutil.copytree(dest, cached)
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """An untrained 3-class ResNet50 at 64 px as model.pth, model.onnx and model.int8.onnx."""
     folder = tmp_path_factory.mktemp("models")
-    names = {"pth": "model.pth", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-    if mutant_under_test() and MUTATION_MODELS.is_dir():
-        return {fmt: Path(shutil.copy(MUTATION_MODELS / name, folder / name)) for fmt, name in names.items()}
-    paths = build_tiny_models(folder, {fmt: folder / name for fmt, name in names.items()})
-    if "mutmut" in sys.modules and not mutant_under_test():
-        shutil.rmtree(MUTATION_MODELS, ignore_errors=True)
-        shutil.copytree(folder, MUTATION_MODELS)
-    return paths
+    built_once_per_mutation_run("tiny_models", folder, build_tiny_models)
+    return {"pth": folder / "model.pth", "onnx": folder / "model.onnx", "onnx-int8": folder / "model.int8.onnx"}
 
 
-def build_tiny_models(folder: Path, paths: dict[str, Path]) -> dict[str, Path]:
+def build_tiny_models(folder: Path) -> None:
     import torch
 
     from stages.export import export_onnx, metadata, quantize_int8
@@ -126,11 +130,11 @@ def build_tiny_models(folder: Path, paths: dict[str, Path]) -> dict[str, Path]:
     spec = PreprocessSpec(resize=72, crop=64)
     torch.manual_seed(0)
     model = build_model(len(TINY_CLASSES)).eval()
-    save_checkpoint(paths["pth"], model, TINY_CLASSES, spec, epochs=1)
-    export_onnx(model, TINY_CLASSES, spec, opset=18, dest=paths["onnx"])
+    save_checkpoint(folder / "model.pth", model, TINY_CLASSES, spec, epochs=1)
+    export_onnx(model, TINY_CLASSES, spec, opset=18, dest=folder / "model.onnx")
     calibration = [photo(folder / f"calibration_{i}.jpg", (80 + 10 * i, 90), seed=i) for i in range(4)]
-    quantize_int8(paths["onnx"], preprocess_batch(calibration, spec), "minmax", metadata(TINY_CLASSES, spec), paths["onnx-int8"])
-    return paths
+    quantize_int8(folder / "model.onnx", preprocess_batch(calibration, spec), "minmax", metadata(TINY_CLASSES, spec),
+                  folder / "model.int8.onnx")
 
 
 # The export and evaluate stages' inputs around the tiny model (tests/test_stage_mains.py runs
@@ -181,14 +185,20 @@ def _darkened(path: Path) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def exported(stage_project) -> Path:
+def exported(stage_project, tmp_path_factory) -> Path:
+    """A copy of the project after `python -m stages.export --epochs 1`, run in this process."""
     from stages import export
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(stage_project)
-        mp.setattr("sys.argv", ["export", "--epochs", "1"])
-        export.main()
-    return stage_project
+    def run_export(root: Path) -> None:
+        shutil.copytree(stage_project, root, dirs_exist_ok=True)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(root)
+            mp.setattr("sys.argv", ["export", "--epochs", "1"])
+            export.main()
+
+    root = tmp_path_factory.mktemp("exported")
+    built_once_per_mutation_run("exported", root, run_export, rebuilt_for_mutants_of="stages.export.")
+    return root
 
 
 @pytest.fixture(scope="session")
