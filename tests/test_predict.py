@@ -272,13 +272,13 @@ def test_progress_redraws_a_few_times_a_second_and_always_at_the_end(monkeypatch
 
 def test_a_hidden_folder_given_by_name_is_searched_and_a_file_named_like_a_pattern_is_a_file(tmp_path, monkeypatch):
     (tmp_path / ".photos" / "2024").mkdir(parents=True)
-    for name in [".photos/a.jpg", ".photos/2024/b.png", "odd[1].jpg", "x/deep/c.jpg"]:
+    for name in [".photos/a.jpg", ".photos/2024/b.png", "odd[1].jpg", "x/deep/c.jpg", "x/deep/er/d.jpg"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "x/deep/folder.jpg").mkdir()
     monkeypatch.chdir(tmp_path)
     images, errors = expand_inputs([".photos", "odd[1].jpg", "x/**/*.jpg"])
-    assert [p.as_posix() for p in images] == [".photos/2024/b.png", ".photos/a.jpg", "odd[1].jpg", "x/deep/c.jpg"]
+    assert [p.as_posix() for p in images] == [".photos/2024/b.png", ".photos/a.jpg", "odd[1].jpg", "x/deep/c.jpg", "x/deep/er/d.jpg"]
     assert errors == []
 
 
@@ -301,3 +301,28 @@ def test_pillow_warnings_do_not_reach_the_terminal(tmp_path, tiny_models, capsys
         assert main([str(tiny_models["onnx"]), str(image), "--format", "csv"]) == 0
     assert [str(w.message) for w in shown] == []
     assert capsys.readouterr().err == ""
+
+
+def test_help_describes_the_command_and_every_option(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # no help text cut over two lines
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: birds-predict [-h] [--top TOP] [--format {table,csv,jsonl}]")
+    assert predict.__doc__.strip().splitlines()[2] in out.splitlines()  # the usage example, as written
+    text = " ".join(out.split())
+    for option in [
+        "model an .onnx file written by the pipeline's export stage",
+        "inputs image files, folders (recursive) or glob patterns ('photos/**/*.jpg')",
+        "--top TOP how many classes to show per image (default 3)",
+        "--format {table,csv,jsonl} table (default), csv or jsonl",
+        "--batch-size BATCH_SIZE images per inference call (default 8)",
+        "--workers WORKERS decoder threads running ahead of inference; 0 decodes in line (default: CPU count)",
+        "--threads THREADS inference threads (default: CPU count)",
+        "--runtime {onnxruntime,openvino} onnxruntime (default) or openvino (optional extra: pip install 'birds-onnx[openvino]')",
+        "--progress, --no-progress progress on stderr (default: only when stderr is a terminal)",
+    ]:
+        assert f" {option} " in f"{text} "
+    with pytest.raises(SystemExit):
+        parse_args(["m.onnx", "a.jpg", "--format", "xml"])
+    assert "argument --format: invalid choice: 'xml'" in capsys.readouterr().err
