@@ -4,7 +4,10 @@ files for `dvc metrics show`, and the charts, for any number of settings."""
 import json
 
 import pytest
+import yaml
 from PIL import Image
+
+from conftest import tiny_params
 
 from stages import report
 from stages.errors import PipelineError
@@ -234,3 +237,22 @@ def test_charts_are_saved_at_100_dpi_and_closed(tmp_path, monkeypatch):
         with Image.open(tmp_path / chart) as image:
             assert (image.format, image.size) == ("PNG", size)
     assert plt.get_fignums() == open_before  # no figure left open in the process
+
+
+def test_the_stage_reports_every_setting_of_train_epochs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    settings = params["train"]["epochs"]
+    for e in [*settings, 99]:  # 99: evaluated once, no longer in train.epochs
+        write_results(tmp_path, e, RATES)
+    report.main()
+    expected = render_markdown(load_results(settings))
+    assert (tmp_path / "metrics/report.md").read_text() == expected
+    assert capsys.readouterr().out == expected + "\n"
+    assert sorted(p.relative_to(tmp_path / "metrics/summary").as_posix() for p in (tmp_path / "metrics/summary").rglob("*.json")) == \
+        sorted(f"{n}/{fmt}.json" for n in range(1, len(settings) + 1) for fmt in RATES)
+    assert [json.loads((tmp_path / f"metrics/summary/{n}/pth.json").read_text())["epochs"] for n in (1, 2)] == settings
+    for chart in ("metrics/speed.png", "metrics/training.png"):
+        with Image.open(tmp_path / chart) as image:
+            assert image.format == "PNG"
