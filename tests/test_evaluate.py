@@ -110,3 +110,26 @@ def test_the_measuring_machine_is_what_the_machine_stage_recorded(tmp_path, monk
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/machine.json").write_text(json.dumps({"cpu": "Test CPU", "logical_cpus": 4, "id": "x1", "flags": ["avx2"]}))
     assert measured_on() == {"cpu": "Test CPU", "logical_cpus": 4, "id": "x1"}
+
+
+def test_model_speed_figures_keep_their_precision_and_percentile(monkeypatch):
+    """Latencies of 10.33 to 19.33 ms after two slow warm-up calls, batches of 4 in 70 ms: the
+    median, the 90th percentile and both rates to the digits speed.json keeps."""
+    clock = [0.0]
+    monkeypatch.setattr("stages.evaluate.time.perf_counter", lambda: clock[0])
+    single = iter([1.0, 1.0] + [(10 + i + 1 / 3) / 1000 for i in range(10)])
+    calls = []
+
+    def classifier(batch):
+        calls.append(len(batch))
+        clock[0] += next(single) if len(batch) == 1 else 0.070
+        return np.zeros((len(batch), 3))
+
+    figures = model_speed(classifier, np.zeros((3, 3, 8, 8), np.float32), Evaluate(warmup=2, timed_runs=10, batch_size=4))
+    assert figures == {"latency_ms_median": 14.833, "latency_ms_p90": 18.433, "img_per_s_batch1": 67.42,
+                       "img_per_s_batch4": 57.14}
+    assert calls == [1] * 12 + [4] * 4  # one warm-up batch, then max(3, 10 // 4) timed ones
+    calls.clear()
+    single = iter([1.0, 1.0] + [0.01] * 14)
+    model_speed(classifier, np.zeros((3, 3, 8, 8), np.float32), Evaluate(warmup=2, timed_runs=14, batch_size=4))
+    assert calls == [1] * 16 + [4] * 4  # 14 // 4 = 3 timed batches

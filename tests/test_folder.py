@@ -19,6 +19,13 @@ def grey_of(seed: int) -> np.ndarray:
     return np.asarray(picture(seed).convert("L"), dtype=np.int16)
 
 
+def black_edged(grey: np.ndarray) -> np.ndarray:
+    """The grey picture with a black strip on its left: 0 must stay 0 when rescaled."""
+    edged = grey.copy()
+    edged[:, :8] = 0
+    return edged
+
+
 def pixels(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
         assert img.mode == "RGB"
@@ -29,12 +36,15 @@ def odd_images() -> dict[str, bytes]:
     """File name -> bytes: valid images in the modes and layouts a crawl meets."""
     palette = picture(2).quantize(16)
     palette.paste(0, (0, 0, 40, 96))  # the left strip takes colour 0, made transparent below
-    grey16 = Image.fromarray(grey_of(3).astype(np.uint16) * 257)
+    grey16 = Image.fromarray(black_edged(grey_of(3)).astype(np.uint16) * 257)
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise
     sideways = picture(4, (128, 96)).transpose(Image.Transpose.ROTATE_90)
     rgba = picture(7).convert("RGBA")
     rgba.paste((0, 0, 0, 0), (0, 0, 128, 30))  # the top band fully transparent
+    grey_alpha = picture(9).convert("LA")
+    grey_alpha.paste((0, 0), (0, 66, 128, 96))  # the bottom band fully transparent
+    floats = Image.fromarray(black_edged(grey_of(11)).astype(np.float32) * 257, "F")  # 32-bit float grey, 0..65535
     return {
         "cmyk.jpg": encode(picture(1).convert("CMYK"), quality=95),
         "palette.png": encode(palette, "PNG", transparency=0),
@@ -44,6 +54,9 @@ def odd_images() -> dict[str, bytes]:
         "photo.webp": encode(picture(6), "WEBP", quality=90),
         "alpha.png": encode(rgba, "PNG"),
         "anim.gif": encode(picture(8).quantize(32), "GIF"),
+        "anim.webp": encode(picture(12), "WEBP", quality=90, save_all=True, append_images=[picture(13)]),
+        "grey_alpha.png": encode(grey_alpha, "PNG"),
+        "float.tif": encode(floats, "TIFF"),
     }
 
 
@@ -59,6 +72,7 @@ def test_odd_but_valid_images_become_upright_rgb_with_the_right_extension(tmp_pa
     assert {name: k.ext for name, k in kept.items()} == {
         "alpha.png": ".png", "anim.gif": ".png", "cmyk.jpg": ".jpg", "grey.jpg": ".jpg",
         "grey16.png": ".png", "palette.png": ".png", "photo.webp": ".webp", "rotated.jpg": ".jpg",
+        "anim.webp": ".jpg", "grey_alpha.png": ".png", "float.tif": ".png",
     }
     saved = {name: (tmp_path / "out" / k.name).read_bytes() for name, k in kept.items()}
     assert all(k.found.source == f"{tmp_path.as_posix()}/crow/{name}" for name, k in kept.items())
@@ -70,7 +84,7 @@ def check_upright_rgb(saved: dict[str, bytes], kept: dict) -> None:
     images = {name: pixels(data) for name, data in saved.items()}  # every one decodes as RGB
     assert np.abs(images["cmyk.jpg"] - np.asarray(picture(1))).mean() < 6
     assert (images["palette.png"][:, :40] == 255).all()  # transparent -> white background
-    assert (images["grey16.png"] == grey_of(3)[..., None]).all()  # 16 bits scaled to 8, not clipped to white
+    assert (images["grey16.png"] == black_edged(grey_of(3))[..., None]).all()  # 16 bits scaled to 8, not clipped to white
     assert images["rotated.jpg"].shape == (96, 128, 3)  # turned upright
     assert np.abs(images["rotated.jpg"] - np.asarray(picture(4, (128, 96)))).mean() < 6
     assert kept["rotated.jpg"].width == 128 and kept["rotated.jpg"].height == 96
@@ -78,6 +92,13 @@ def check_upright_rgb(saved: dict[str, bytes], kept: dict) -> None:
     assert saved["photo.webp"] == odd_images()["photo.webp"]  # upright RGB already: kept as it is
     assert (images["alpha.png"][:30] == 255).all()
     assert (images["alpha.png"][30:] == np.asarray(picture(7))[30:]).all()
+    assert (images["grey_alpha.png"][66:] == 255).all() and (images["grey_alpha.png"][:66] == grey_of(9)[:66, :, None]).all()
+    assert (images["float.tif"] == black_edged(grey_of(11))[..., None]).all()  # scaled like 16 bits
+    assert saved["anim.webp"] != odd_images()["anim.webp"]  # an animation is not kept: its first frame is
+    assert np.abs(images["anim.webp"] - np.asarray(picture(12))).mean() < 6
+    for name in ("cmyk.jpg", "anim.webp"):  # lossy sources re-encoded at quality 95
+        with Image.open(io.BytesIO(saved[name])) as img, Image.open(io.BytesIO(encode(picture(1), quality=95))) as q95:
+            assert img.quantization == q95.quantization, name
 
 
 def test_every_file_is_examined_hidden_ones_skipped_and_sources_are_the_original_paths(tmp_path):
@@ -130,7 +151,7 @@ def test_examine_in_this_process_gives_each_file_its_verdict_and_its_bytes():
         assert kept.size == len(saved) and kept.sha256 == hashlib.sha256(saved).hexdigest(), name
         assert kept.found == Found("crow", "test", None) and kept.warnings == "", name
         assert kept.ext == {"anim.gif": ".png", "cmyk.jpg": ".jpg", "grey.jpg": ".jpg", "photo.webp": ".webp",
-                            "rotated.jpg": ".jpg"}.get(name, ".png"), name
+                            "rotated.jpg": ".jpg", "anim.webp": ".jpg"}.get(name, ".png"), name
     jpeg, png = encode(picture(1)), encode(picture(1), "PNG")
     assert examined(jpeg)[1] == jpeg and examined(jpeg)[0].ext == ".jpg"
     assert examined(png)[1] == png and examined(png)[0].ext == ".png"
@@ -145,7 +166,7 @@ def test_examine_in_this_process_gives_each_file_its_verdict_and_its_bytes():
     assert verdict(b"  <!DOCTYPE html><p>moved</p>") == ("not_an_image", "an HTML page, not an image")
     assert verdict(b"<?xml?><html>") == ("not_an_image", "an HTML page, not an image")
     assert verdict(b"GIF87a-not-really") == ("not_an_image", "no image format recognised (starts with b'GIF87a-n')")
-    assert verdict(jpeg[:900])[0] == "broken"
+    assert verdict(jpeg[:900]) == ("broken", "image file is truncated (0 bytes not processed)")
     assert verdict(unknown_dds())[0] == "decoder_failed"
     assert verdict(unknown_dds())[1].startswith("NotImplementedError: ")
     assert verdict(jpeg, min_side=97) == ("too_small", "128x96, shorter side under 97")
@@ -167,10 +188,17 @@ def test_decompression_bombs_are_rejected_from_the_warning_on(monkeypatch):
     jpeg = encode(picture(1))  # 128 x 96 = 12,288 pixels
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 12_288)
     assert not isinstance(examined(jpeg), Rejected)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 12_287)  # over the limit: a warning
-    assert examined(jpeg).reason == "decompression_bomb"
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6_000)  # over twice the limit: an error
-    assert examined(jpeg).reason == "decompression_bomb"
+    for limit in (12_287, 6_000):  # over the limit: a warning; over twice the limit: an error
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        assert examined(jpeg) == Rejected(Found("crow", "test", None), "decompression_bomb", (
+            f"Image size (12288 pixels) exceeds limit of {2 * limit if limit == 6_000 else limit} pixels, "
+            "could be decompression bomb DOS attack."))
+
+
+def test_the_perceptual_hash_is_the_64_bit_dct_hash():
+    """A fixed value: any change to the hash (its thumbnail, its resampling, its bit order) makes
+    every near-duplicate decision of an earlier crawl incomparable."""
+    assert perceptual_hash(picture(1)) == 0x8CE3D8B83ACBC534
 
 
 def test_decoder_warnings_are_kept_with_the_image():
