@@ -72,6 +72,7 @@ class FakeBing:
         self.queries: list[dict] = []  # the query string of every result-page request
         self.proxied: list[str] = []  # requests that came as to a proxy (an absolute URL), for the host named
         self.page_status = 200
+        self.failing_pages: set[int] = set()  # result pages (their `first`) answered with HTTP 500
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -118,7 +119,8 @@ class FakeBing:
                     query = {k: v[0] for k, v in parse_qs(url.query).items()}
                     fake.queries.append(query)
                     body = fake.page(query.get("q", ""), int(query.get("first", 0)))
-                    return self.answer(fake.page_status, "text/html; charset=utf-8", body)
+                    status = 500 if int(query.get("first", 0)) in fake.failing_pages else fake.page_status
+                    return self.answer(status, "text/html; charset=utf-8", body)
                 served = fake.files.get(url.path.removeprefix("/img/"))
                 if served is None:
                     return self.answer(404, "text/plain", b"not found")

@@ -21,7 +21,7 @@ def crawl(fake, classes, dest, **options):
     return clean(bing.search(classes, cfg), dest, min_side=64, near_duplicate_distance=4)
 
 
-def test_clean_crawl_of_several_classes_keeps_every_format_and_its_provenance(fake_bing, tmp_path):
+def test_clean_crawl_of_several_classes_keeps_every_format_and_its_provenance(fake_bing, tmp_path, capsys):
     served = {}
     for k, bird in enumerate([MYNA, WARBLER, SUNBIRD]):
         for i in range(3):
@@ -51,9 +51,15 @@ def test_clean_crawl_of_several_classes_keeps_every_format_and_its_provenance(fa
         assert k.found.source == "bing" and k.found.time.endswith("+00:00")
     assert [q["q"] for q in fake_bing.queries] == ["ハッカチョウ", "ヨシキリ", "タイヨウチョウ"]
     assert all(q["qft"] == " filterui:photo-photo filterui:licenseType-Any" for q in fake_bing.queries)
+    assert capsys.readouterr().out.splitlines() == [
+        f"crawl: searching {fake_bing.endpoint} for 3 classes, up to 10 images each",
+        "crawl: myna (ハッカチョウ): 3 results, 3 downloaded",
+        "crawl: reed_warbler (ヨシキリ): 3 results, 3 downloaded",
+        "crawl: sunbird (タイヨウチョウ): 6 results, 6 downloaded",
+    ]
 
 
-def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing, tmp_path):
+def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing, tmp_path, capsys):
     original = encode(picture(1))
     fake_bing.add(MYNA.keyword, "ok.jpg", Served(original))
     fake_bing.add(MYNA.keyword, "missing.jpg", Served(status=404))
@@ -103,6 +109,8 @@ def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing
     assert summary[0].split() == ["class", "found", "kept", *occurred]
     assert summary[1].split() == ["myna", "12", "2", "3", "1", "1", "1", "1", "1", "1", "1"]
     assert summary[3].split() == ["total", "14", "3", "3", "1", "1", "1", "1", "1", "1", "2"]
+    assert capsys.readouterr().out.splitlines()[1:] == ["crawl: myna (ハッカチョウ): 12 results, 9 downloaded",
+                                                        "crawl: reed_warbler (ヨシキリ): 2 results, 2 downloaded"]
 
 
 def test_max_num_caps_the_downloads_of_a_class(fake_bing, tmp_path):
@@ -118,6 +126,17 @@ def test_result_page_errors_are_retried_then_reported(fake_bing):
     with pytest.raises(bing.BingUnreachable, match=f"HTTP 500 after {RETRIES + 1} tries.*crawl.source: synthetic"):
         list(bing.search([MYNA], BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=10)))
     assert fake_bing.hits["/images/async"] == RETRIES + 1
+
+
+def test_a_lost_result_page_is_reported_and_the_others_are_kept(fake_bing, tmp_path, capsys):
+    for i in range(60):  # Bing's pages overlap: first=0 holds results 0-34, first=20 results 20-54, first=40 40-59
+        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(b"x"))
+    fake_bing.failing_pages = {20}
+    found = list(bing.search([MYNA], BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=60)))
+    assert [f.url.rsplit("/", 1)[1] for f in found] == [f"m{i}.jpg" for i in [*range(35), *range(40, 60)]]
+    assert all(f.data == b"x" and f.error == "" for f in found)
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"crawl: myna (ハッカチョウ): 55 results, 55 downloaded; result pages lost: HTTP 500 after {RETRIES + 1} tries at first=20")
 
 
 def test_no_network_fails_with_how_to_run_offline():
