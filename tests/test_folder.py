@@ -2,6 +2,8 @@
 
 import hashlib
 import io
+import struct
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -44,7 +46,10 @@ def odd_images() -> dict[str, bytes]:
     rgba.paste((0, 0, 0, 0), (0, 0, 128, 30))  # the top band fully transparent
     grey_alpha = picture(9).convert("LA")
     grey_alpha.paste((0, 0), (0, 66, 128, 96))  # the bottom band fully transparent
-    floats = Image.fromarray(black_edged(grey_of(11)).astype(np.float32) * 257, "F")  # 32-bit float grey, 0..65535
+    floats = np.asarray(black_edged(grey_of(11)), np.float32) * 257  # 32-bit float grey, 0..65535
+    floats[:8, :] = -1000.0  # out of range both ways: clipped to black and white
+    floats[-8:, :] = 70_000.0
+    floats = Image.fromarray(floats, "F")
     return {
         "cmyk.jpg": encode(picture(1).convert("CMYK"), quality=95),
         "palette.png": encode(palette, "PNG", transparency=0),
@@ -93,7 +98,8 @@ def check_upright_rgb(saved: dict[str, bytes], kept: dict) -> None:
     assert (images["alpha.png"][:30] == 255).all()
     assert (images["alpha.png"][30:] == np.asarray(picture(7))[30:]).all()
     assert (images["grey_alpha.png"][66:] == 255).all() and (images["grey_alpha.png"][:66] == grey_of(9)[:66, :, None]).all()
-    assert (images["float.tif"] == black_edged(grey_of(11))[..., None]).all()  # scaled like 16 bits
+    assert (images["float.tif"][8:-8] == black_edged(grey_of(11))[8:-8, :, None]).all()  # scaled like 16 bits
+    assert (images["float.tif"][:8] == 0).all() and (images["float.tif"][-8:] == 255).all()
     assert saved["anim.webp"] != odd_images()["anim.webp"]  # an animation is not kept: its first frame is
     assert np.abs(images["anim.webp"] - np.asarray(picture(12))).mean() < 6
     for name in ("cmyk.jpg", "anim.webp"):  # lossy sources re-encoded at quality 95
@@ -166,6 +172,8 @@ def test_examine_in_this_process_gives_each_file_its_verdict_and_its_bytes():
     assert verdict(b"  <!DOCTYPE html><p>moved</p>") == ("not_an_image", "an HTML page, not an image")
     assert verdict(b"<?xml?><html>") == ("not_an_image", "an HTML page, not an image")
     assert verdict(b"GIF87a-not-really") == ("not_an_image", "no image format recognised (starts with b'GIF87a-n')")
+    assert verdict(b"x" * 507 + b"<html>")[1] == "an HTML page, not an image"  # looked for in the first 512 bytes
+    assert verdict(b"x" * 508 + b"<html>")[1] == "no image format recognised (starts with b'xxxxxxxx')"
     assert verdict(jpeg[:900]) == ("broken", "image file is truncated (0 bytes not processed)")
     assert verdict(unknown_dds())[0] == "decoder_failed"
     assert verdict(unknown_dds())[1].startswith("NotImplementedError: ")
@@ -201,9 +209,21 @@ def test_the_perceptual_hash_is_the_64_bit_dct_hash():
     assert perceptual_hash(picture(1)) == 0x8CE3D8B83ACBC534
 
 
+def jpeg_with_two_bad_exif_tags() -> bytes:
+    """A good picture whose EXIF has two tags pointing past its end: two different warnings."""
+    exif = (b"Exif\0\0II*\0\x08\0\0\0" + struct.pack("<H", 2) + struct.pack("<HHII", 0x010E, 2, 100, 38)
+            + struct.pack("<HHII", 0x010F, 2, 200, 38) + b"\0" * 4)
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        picture(9, (120, 90)).save(out, "JPEG", exif=exif, quality=90)
+    return out.getvalue()
+
+
 def test_decoder_warnings_are_kept_with_the_image():
     said = "UserWarning: Tag data larger than file. Skipping tag 270"  # each warning once
     assert examined(jpeg_with_bad_exif())[0].warnings == said
+    assert examined(jpeg_with_two_bad_exif_tags())[0].warnings == f"{said}; UserWarning: Tag data larger than file. Skipping tag 271"
     rejected = examined(jpeg_with_bad_exif(), min_side=100)
     assert rejected.detail == f"120x90, shorter side under 100 (decoder warnings: {said})"
 

@@ -1,9 +1,11 @@
 """`make mutate`: mutation testing of the core logic, and its score per module.
 
 Runs `mutmut run` (settings: [tool.mutmut] in pyproject.toml: which modules, which unit tests,
-and the lines left alone as equivalent mutants), then reads mutmut's results
-(mutants/<module>.meta) and prints per module how many of its mutants the tests killed, and
-every mutant that survived with its diff. Exit status 1 when a module scores under the goal.
+and the lines left alone), then reads mutmut's results (mutants/<module>.meta) and prints per
+module how many of its mutants the tests killed, and every mutant that survived with its diff.
+Survivors that [[tool.mutate.equivalent]] in pyproject.toml names (equivalent mutants: changes
+that cannot alter what the code does) are listed apart with their reason and left out of the
+score. Exit status 1 when a module scores under the goal.
 
     python -m stages.tools.mutate            # mutmut run, then the table
     python -m stages.tools.mutate --report   # the table of the last run only
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -41,35 +45,64 @@ def module_results(mutants: Path = MUTANTS) -> dict[str, dict[str, str]]:
 
 
 def score(statuses: Counter) -> float:
-    """Killed share of the mutants that ran; a mutant that hangs the tests counts as caught."""
-    ran = sum(statuses.values()) - statuses["skipped"] - statuses["not checked"]
+    """Killed share of the mutants that ran, equivalent ones left out; a mutant that hangs the
+    tests counts as caught."""
+    ran = sum(statuses.values()) - statuses["skipped"] - statuses["not checked"] - statuses["equivalent"]
     return (statuses["killed"] + statuses["timeout"]) / ran if ran else 0.0
 
 
-def survivors(statuses: dict[str, str]) -> list[tuple[str, str]]:
-    return [(name, status) for name, status in statuses.items()
-            if status not in ("killed", "timeout", "skipped", "not checked")]
+def equivalent_mutants(pyproject: Path = Path("pyproject.toml")) -> list[dict]:
+    """[[tool.mutate.equivalent]]: the mutated function, a regex its changed line matches, why."""
+    return tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("mutate", {}).get("equivalent", [])
 
 
-def print_table(results: dict[str, dict[str, str]]) -> bool:
-    """The score per module, then the survivors with their diffs. True when every module meets
-    the goal. Mutants of an interrupted run that never ran are counted apart ("not run")."""
-    print(f"{'module':<30} {'mutants':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'not run':>7} {'score':>6}")
+def changed_lines(name: str, module: str) -> list[str]:
+    """The removed and added lines of a mutant's diff, what `mutmut show NAME` prints."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    diff = get_diff_for_mutant(name, path=module)
+    return [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+
+
+def why_equivalent(name: str, changed: list[str], equivalents: list[dict]) -> str | None:
+    for rule in equivalents:
+        if name.startswith(rule["function"] + "__mutmut_") and any(
+            re.search(rule["changed"], line[1:]) for line in changed if line.startswith("+")
+        ):
+            return rule["why"]
+    return None
+
+
+def print_table(results: dict[str, dict[str, str]], equivalents: list[dict]) -> bool:
+    """The score per module, the equivalent mutants, then the survivors with their diffs. True
+    when every module meets the goal. Mutants of an interrupted run that never ran are counted
+    apart ("not run")."""
+    survivors, equivalent = [], []
+    for module, statuses in results.items():
+        for name, status in statuses.items():
+            if status in ("survived", "no tests", "suspicious"):
+                changed = changed_lines(name, module)
+                why = why_equivalent(name, changed, equivalents) if status == "survived" else None
+                if why:
+                    statuses[name] = "equivalent"
+                    equivalent.append((name, why))
+                else:
+                    survivors.append((name, status, changed))
+    print(f"{'module':<30} {'mutants':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'equiv.':>6} {'not run':>7} {'score':>6}")
     ok = True
     for module, statuses in results.items():
         counts = Counter(statuses.values())
         share = score(counts)
         ok &= share >= GOAL and not counts["not checked"]
         print(f"{module:<30} {len(statuses):>7} {counts['killed'] + counts['timeout']:>6} {counts['survived']:>8} "
-              f"{counts['no tests']:>8} {counts['not checked']:>7} {share:>6.0%}"
+              f"{counts['no tests']:>8} {counts['equivalent']:>6} {counts['not checked']:>7} {share:>6.0%}"
               f"{'' if share >= GOAL else '  < goal ' + format(GOAL, '.0%')}")
-    from mutmut.mutation.diff_apply import get_diff_for_mutant  # what `mutmut show NAME` prints
-
-    for module, statuses in results.items():
-        for name, status in survivors(statuses):
-            diff = get_diff_for_mutant(name, path=module)
-            changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
-            print(f"\n{name} ({status}):\n    " + "\n    ".join(changed))
+    if equivalent:
+        print("\nEquivalent mutants ([[tool.mutate.equivalent]] in pyproject.toml):")
+        for name, why in equivalent:
+            print(f"    {name}: {why}")
+    for name, status, changed in survivors:
+        print(f"\n{name} ({status}):\n    " + "\n    ".join(changed))
     return ok
 
 
@@ -90,7 +123,7 @@ def main() -> int:
     if not results:
         print("mutate: no results under mutants/: run without --report first", file=sys.stderr)
         return 2
-    return 0 if print_table(results) else 1
+    return 0 if print_table(results, equivalent_mutants()) else 1
 
 
 if __name__ == "__main__":
