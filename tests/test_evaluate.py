@@ -1,4 +1,5 @@
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -63,9 +64,12 @@ class Ticking:
 
     def __init__(self, model, clock):
         self.model, self.spec, self.clock = model, model.spec, clock
+        self.batches, self.threads = [], []  # each call's batch size, and the threads alive then
 
     def __call__(self, batch):
         self.clock[0] += 0.020 * len(batch)
+        self.batches.append(len(batch))
+        self.threads.append(threading.active_count())
         return self.model(batch)
 
 
@@ -79,6 +83,11 @@ def test_end_to_end_rates_are_images_over_the_wall_time(tmp_path, tiny_models, m
     assert article_img_per_s(classifier, paths, passes=3) == pytest.approx(50.0)
     assert clock[0] == pytest.approx(3 * 5 * 0.020)  # every image of every pass, one at a time
     assert streaming_img_per_s(classifier, paths, batch_size=2, workers=2) == pytest.approx(50.0)
+    classifier.batches.clear()
+    classifier.threads.clear()
+    alone = threading.active_count()
+    assert streaming_img_per_s(classifier, paths, batch_size=3, workers=0) == pytest.approx(50.0)
+    assert classifier.batches == [3, 2] and set(classifier.threads) == {alone}  # workers=0: decoded in line
     labels = predict_one_by_one(model, paths)
     assert list(labels) == [int(model(preprocess(p, model.spec)[None]).argmax()) for p in paths]
 
