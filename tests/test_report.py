@@ -3,6 +3,7 @@ files for `dvc metrics show`, and the charts, for any number of settings."""
 
 import json
 
+import matplotlib
 import pytest
 import yaml
 from PIL import Image
@@ -156,6 +157,17 @@ def test_charts_show_every_setting_and_format_with_the_requirement(tmp_path, mon
         assert [t.get_text() for t in ax.get_xticklabels()] == ["2 epochs", "3 epochs"]
         assert [t.get_text() for t in ax.texts][:2] == [f"{4.0 * factor:.1f}", f"{5.0 * factor:.1f}"]
     assert end_to_end.get_ylabel() == "images per second"
+    assert [ax.get_title() for ax in speed.axes] == ["end to end: load + preprocess + inference", "model only, batch 1"]
+    assert end_to_end.get_shared_y_axes().joined(end_to_end, model_only)  # one scale: the panels compare
+    for ax in speed.axes:  # per setting, the formats' bars side by side in 0.8 of a unit, ticks under their middle
+        for k, container in enumerate(ax.containers):
+            assert [round(b.get_x(), 6) for b in container] == [round(j + k * 0.8 / 3 - 0.4 / 3, 6) for j in (0, 1)]
+            assert {round(b.get_width(), 6) for b in container} == {round(0.8 / 3, 6)}
+            assert {matplotlib.colors.to_hex(b.get_facecolor()) for b in container} == {matplotlib.colors.to_hex(f"C{k}")}
+        assert list(ax.get_xticks()) == pytest.approx([0.8 / 3, 1 + 0.8 / 3])
+        [required] = [line for line in ax.lines if line.get_label().startswith("required")]
+        assert (required.get_linestyle(), matplotlib.colors.to_hex(required.get_color()), required.get_linewidth()) == ("--", "#000000", 1)
+        assert {t.get_fontsize() for t in ax.texts} == {matplotlib.font_manager.FontProperties(size="x-small").get_size_in_points()}
     assert [t.get_text() for t in end_to_end.get_legend().get_texts()] == ["required 5 img/s", "pth", "onnx", "onnx-int8"]
 
     loss, accuracy, lr = training.axes
