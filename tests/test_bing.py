@@ -1,9 +1,12 @@
 """The bing source against a fake Bing on 127.0.0.1: icrawler's real feeder, parser and downloader."""
 
 import hashlib
+import html
 import socket
 
 import pytest
+import requests
+import urllib3
 
 from fake_bing import Served, bomb_png, encode, picture
 from stages.sources import bing
@@ -189,3 +192,58 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def page(status: int, body: str) -> requests.Response:
+    response = requests.Response()
+    response.status_code, response._content = status, body.encode()
+    return response
+
+
+def test_the_parser_keeps_web_images_with_their_page_and_skips_the_rest(tmp_path):
+    parser = bing.BingCrawler(0, 1, False, tmp_path).parser
+    links = [
+        '{"murl": "https://a.example/1.jpg", "purl": "https://a.example/p1"}',
+        '{"murl": "http://b.example/2.png"}',  # no page: recorded empty
+        '{"murl": "data:image/png;base64,AAAA", "purl": "x"}',  # not on the web
+        '{"murl": "ftp://c.example/3.jpg"}',
+        "not json",
+        '{"purl": "https://d.example/p4"}',  # no image
+    ]
+    body = "".join(f'<div class="imgpt"><a class="iusc" m="{html.escape(m)}"></a></div>' for m in links)
+    assert list(parser.parse(page(200, body))) == [
+        {"file_url": "https://a.example/1.jpg", "page_url": "https://a.example/p1"},
+        {"file_url": "http://b.example/2.png", "page_url": ""},
+    ]
+    assert list(parser.parse(page(503, body))) == [] and parser.pages_read == 1  # a failed page is not read
+
+
+def test_errors_say_what_failed_and_after_how_many_tries():
+    refused = requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(None, "http://x", urllib3.exceptions.NewConnectionError(None, "Connection refused")))
+    assert bing.describe_error(refused, 2) == "NewConnectionError (2 tries): None: Connection refused"
+    assert bing.describe_error(requests.exceptions.ReadTimeout("Read timed out. (read timeout=0.5)"), 3) == \
+        "timed out (3 tries): Read timed out. (read timeout=0.5)"
+    assert bing.describe_error(requests.exceptions.ConnectionError(), 1) == "ConnectionError (1 tries): "
+
+
+def test_filters_set_to_any_are_left_out():
+    assert bing.filter_options(BingFilters()) == {}
+    assert bing.filter_options(BingFilters(type="photo", size=">800x600")) == {"type": "photo", "size": ">800x600"}
+    assert bing.is_loopback("http://127.0.0.2:81/") and not bing.is_loopback("http://10.0.0.1/")
+    assert not bing.is_loopback("http://bing.com.localhost.example/") and not bing.is_loopback("no url")
+
+
+def test_the_crawl_keeps_results_in_bings_order_up_to_the_max_num_th_download(tmp_path):
+    downloader = bing.BingCrawler(0, 1, False, tmp_path).downloader
+    downloader.max_num = 2
+    done = {0: "a.jpg", 2: None, 3: "c.jpg", 4: "d.jpg"}  # result 1 still downloading; 2 failed
+    downloader.results = {i: {"filename": f} for i, f in done.items()}
+    assert downloader.in_result_order() == [{"filename": "a.jpg"}]  # no gap: stops before result 1
+    assert not downloader.reach_max_num()
+    downloader.results[1] = {"filename": "b.jpg"}
+    assert [r["filename"] for r in downloader.in_result_order()] == ["a.jpg", "b.jpg"]  # the 2nd download ends it
+    assert downloader.prefix_downloads() == 2 and downloader.reach_max_num()
+    downloader.max_num = 0  # no cap: every finished result without a gap
+    assert [r["filename"] for r in downloader.in_result_order()] == ["a.jpg", "b.jpg", None, "c.jpg", "d.jpg"]
+    assert not downloader.reach_max_num()
