@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import os
 import struct
 import warnings
 from collections import Counter
@@ -14,7 +15,7 @@ from fake_bing import encode, picture
 from test_nasty import jpeg_with_bad_exif, unknown_dds
 from stages.sources import cleaning
 from stages.sources.cleaning import Cleaned, CrawlError, Found, Kept, Rejected, clean, examine_untrusted, perceptual_hash
-from stages.sources.folder import read_folder
+from stages.sources.folder import read_folder, read_found
 
 
 def grey_of(seed: int) -> np.ndarray:
@@ -134,6 +135,22 @@ def test_a_missing_class_folder_is_named_with_what_is_there(tmp_path):
     (tmp_path / "Gull").mkdir()
     with pytest.raises(CrawlError, match="has no folder for class gull; it has: Gull, crow"):
         list(read_folder(tmp_path, ["crow", "gull"]))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CrawlError) as raised:
+        list(read_folder(empty, ["crow", "gull"]))
+    assert str(raised.value) == (f"crawl.folder.path: {empty} has no folder for class crow, gull; it has: no folders; "
+                                 "expected one folder per class slug: crow, gull")
+
+
+def test_each_file_is_found_with_its_bytes_or_why_it_could_not_be_read(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"bytes")
+    os.utime(tmp_path / "a.jpg", (0, 86_400))
+    assert read_found("crow", tmp_path / "a.jpg") == Found("crow", f"{tmp_path.as_posix()}/a.jpg", b"bytes", "",
+                                                          time="1970-01-02T00:00:00+00:00")
+    (tmp_path / "b.jpg").mkdir()  # a name that cannot be read as a file
+    unreadable = read_found("crow", tmp_path / "b.jpg")
+    assert (unreadable.data, unreadable.error) == (None, "cannot read the file: Is a directory")
 
 
 def test_a_path_that_is_not_a_folder_names_the_param(tmp_path):
