@@ -7,8 +7,9 @@ Survivors that [[tool.mutate.equivalent]] in pyproject.toml names (equivalent mu
 that cannot alter what the code does) are listed apart with their reason and left out of the
 score. Exit status 1 when a module scores under the goal.
 
-    python -m stages.tools.mutate            # mutmut run, then the table
-    python -m stages.tools.mutate --report   # the table of the last run only
+    python -m stages.tools.mutate                    # mutmut run, then the table
+    python -m stages.tools.mutate "stages.report*"   # (re)run these mutants only, then the table
+    python -m stages.tools.mutate --report           # the table of the last run only
 """
 
 from __future__ import annotations
@@ -106,19 +107,22 @@ def print_table(results: dict[str, dict[str, str]], equivalents: list[dict]) -> 
     return ok
 
 
-def run_mutmut() -> None:
-    """`mutmut run`, started from `-c` rather than from mutmut's command file: worker processes
-    that the code under test starts (the crawl's pools) would run that file again, and with it
-    mutmut's settings lookup in the tests' temporary folders, where it fails."""
-    subprocess.run([sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())", "run"], check=False)
+def run_mutmut(patterns: list[str]) -> None:
+    """`mutmut run [patterns]`, started from `-c` rather than from mutmut's command file: worker
+    processes that the code under test starts (the crawl's pools) would run that file again, and
+    with it mutmut's settings lookup in the tests' temporary folders, where it fails. Without
+    patterns mutmut skips the mutants an earlier run judged; named ones it runs again."""
+    command = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())", "run", *patterns]
+    subprocess.run(command, check=False)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mutants", nargs="*", help="mutant names or patterns (`stages.report*`): run only these")
     parser.add_argument("--report", action="store_true", help="only print the results of the last run")
     args = parser.parse_args()
     if not args.report:
-        run_mutmut()
+        run_mutmut(args.mutants)
     results = module_results()
     if not results:
         print("mutate: no results under mutants/: run without --report first", file=sys.stderr)
