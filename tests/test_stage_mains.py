@@ -69,6 +69,7 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
     monkeypatch.chdir(converted)
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["evaluate"]["required_img_per_s"] = required
+    params["evaluate"]["formats"] = ["onnx-int8", "pth", "onnx"]  # evaluated pth first: the others are compared with it
     Path("params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.setattr(evaluate, "article_img_per_s", lambda classifier, paths, passes: article)
     monkeypatch.setattr(evaluate, "streaming_img_per_s", lambda *args: 2 * article)
@@ -84,7 +85,7 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
     for fmt in FORMATS:
         model = TorchClassifier(model_path(1, fmt)) if fmt == "pth" else OnnxClassifier(model_path(1, fmt))
         predictions[fmt] = np.array([model(preprocess_batch([e.path], model.spec)).argmax(1)[0] for e in test])
-    assert list(accuracy) == FORMATS
+    assert list(accuracy) == list(speed)[4:] == ["pth", "onnx-int8", "onnx"]
     for fmt in FORMATS:
         assert accuracy[fmt]["accuracy"] == pytest.approx((predictions[fmt] == actual).mean(), abs=1e-6)
         assert accuracy[fmt]["agreement_with_pth"] == pytest.approx((predictions[fmt] == predictions["pth"]).mean(), abs=1e-6)
@@ -97,5 +98,6 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
         assert speed[fmt]["article_img_per_s"] == article and speed[fmt]["streaming_img_per_s"] == 2 * article
         assert speed[fmt]["meets_requirement"] is (article >= required)
     assert speed["required_img_per_s"] == required and speed["measured_on"]["id"] == "test"
+    assert (speed["threads"], speed["batch_size"]) == (params["evaluate"]["threads"], params["evaluate"]["batch_size"])
     with open("metrics/evaluate/e1/training.csv", newline="") as f:
         assert list(csv.DictReader(f)) == [{"epoch": "1", **{figure: "0.5" for figure in TRAINING_FIGURES}}]
