@@ -42,9 +42,11 @@ def unknown_dds() -> bytes:
     return header + pixel_format + b"\0" * 20 + b"\0" * 4096
 
 
-def jpeg_with_bad_exif() -> bytes:
-    """A good picture whose EXIF points past its end: Pillow warns, the picture is fine."""
-    exif = b"Exif\0\0II*\0\x08\0\0\0" + struct.pack("<H", 1) + struct.pack("<HHII", 0x010E, 2, 100, 26) + b"\0" * 4
+def jpeg_with_bad_exif(tags: tuple[int, ...] = (0x010E,)) -> bytes:
+    """A good picture whose EXIF `tags` point past its end: Pillow warns (once per tag), the picture is fine."""
+    data_at = 8 + 2 + 12 * len(tags) + 4  # after the header, the entry count, the entries and the next-IFD link
+    entries = b"".join(struct.pack("<HHII", tag, 2, 100 * (k + 1), data_at) for k, tag in enumerate(tags))
+    exif = b"Exif\0\0II*\0\x08\0\0\0" + struct.pack("<H", len(tags)) + entries + b"\0" * 4
     out = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about it already here

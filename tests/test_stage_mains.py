@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +14,13 @@ import pytest
 import yaml
 from onnx import numpy_helper
 
-from conftest import TINY_CLASSES, photo, tiny_params
+from conftest import TINY_CLASSES
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess_batch
-from stages import evaluate, export
+from stages import evaluate
 from stages.export import parity
 from stages.formats import TorchClassifier, model_path
-from stages.manifest import Example, read_split, write_split
+from stages.manifest import read_split
 from stages.results import TRAINING_FIGURES
 
 FORMATS = ["pth", "onnx", "onnx-int8"]
