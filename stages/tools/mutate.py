@@ -1,7 +1,9 @@
 """`make mutate`: mutation testing of the core logic, and its score per module.
 
-Runs `mutmut run` (settings: [tool.mutmut] in pyproject.toml: which modules, which unit tests,
-and the lines left alone), then reads mutmut's results (mutants/<module>.meta) and prints per
+Runs `mutmut run` (settings: [tool.mutmut] in pyproject.toml: which modules, which tests, and
+the lines left alone), each mutant against only its module's unit tests ([tool.mutate.unit_tests]:
+mutmut itself would run every selected test that reaches the mutated function, and the crawl and
+stage tests reach nearly everything), then reads mutmut's results (mutants/<module>.meta) and prints per
 module how many of its mutants the tests killed, and every mutant that survived with its diff.
 Survivors that [[tool.mutate.equivalent]] in pyproject.toml names (equivalent mutants: changes
 that cannot alter what the code does) are listed apart with their reason and left out of the
@@ -57,6 +59,26 @@ def equivalent_mutants(pyproject: Path = Path("pyproject.toml")) -> list[dict]:
     return tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("mutate", {}).get("equivalent", [])
 
 
+def unit_tests(pyproject: Path = Path("pyproject.toml")) -> dict[str, list[str]]:
+    """[tool.mutate.unit_tests]: {module: the test files or test ids its mutants run}."""
+    return tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("mutate", {}).get("unit_tests", {})
+
+
+def keep_unit_tests(tests_by_function: dict[str, set[str]], unit_tests: dict[str, list[str]]) -> None:
+    """Narrows mutmut's map {function: tests that reached it} to each module's unit tests, in
+    place. A function no unit test reaches is left with none: its mutants count as "no tests".
+    Modules not listed keep every test that reached them."""
+    for function, tests in tests_by_function.items():
+        module = function.rsplit(".", 1)[0]  # stages.split.x_spread, stages.sources.bing.xǁTaskQueueǁput
+        if module in unit_tests:
+            tests.intersection_update({test for test in tests if any(is_in(test, unit) for unit in unit_tests[module])})
+
+
+def is_in(test: str, unit: str) -> bool:
+    """Whether a test id is the unit named (a file, a test, a parametrised test) or inside it."""
+    return test.startswith(unit) and test[len(unit):][:1] in ("", ":", "[")
+
+
 def changed_lines(name: str, module: str) -> list[str]:
     """The removed and added lines of a mutant's diff, what `mutmut show NAME` prints."""
     from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -107,13 +129,31 @@ def print_table(results: dict[str, dict[str, str]], equivalents: list[dict]) -> 
     return ok
 
 
+# mutmut started from `-c` rather than from its command file: worker processes that the code under
+# test starts (the crawl's pools) would run that file again, and with it mutmut's settings lookup
+# in the tests' temporary folders, where it fails. Its map of which tests reach which function is
+# narrowed to the unit tests once collected (or loaded from an earlier run), before any mutant
+# runs; the file keeps the whole map. This tool is loaded from its path, not as `stages.tools`:
+# importing `stages` here would shadow the mutated copy mutmut puts first on sys.path.
+RUN_MUTMUT = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("mutate_tool", sys.argv.pop(1))
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+import mutmut.__main__ as mutmut
+collect_or_load_stats = mutmut.collect_or_load_stats
+def collect_then_keep_unit_tests(*args, **kwargs):
+    collect_or_load_stats(*args, **kwargs)
+    tool.keep_unit_tests(mutmut.state().tests_by_mangled_function_name, tool.unit_tests())
+mutmut.collect_or_load_stats = collect_then_keep_unit_tests
+sys.exit(mutmut.cli())
+"""
+
+
 def run_mutmut(patterns: list[str]) -> None:
-    """`mutmut run [patterns]`, started from `-c` rather than from mutmut's command file: worker
-    processes that the code under test starts (the crawl's pools) would run that file again, and
-    with it mutmut's settings lookup in the tests' temporary folders, where it fails. Without
-    patterns mutmut skips the mutants an earlier run judged; named ones it runs again."""
-    command = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())", "run", *patterns]
-    subprocess.run(command, check=False)
+    """`mutmut run [patterns]`. Without patterns mutmut skips the mutants an earlier run judged;
+    named ones it runs again."""
+    subprocess.run([sys.executable, "-c", RUN_MUTMUT, __file__, "run", *patterns], check=False)
 
 
 def main() -> int:
