@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import os
 import shutil
 import subprocess
@@ -65,6 +66,17 @@ def make_project(dest: Path, params: dict) -> Path:
 @pytest.fixture
 def tiny_project(tmp_path) -> Path:
     return make_project(tmp_path / "project", tiny_params())
+
+
+@pytest.fixture
+def ascii_locale():
+    """Python's default text encoding made the C locale's ASCII, as on a machine without a UTF-8
+    locale: a file read or written without an explicit encoding breaks on non-ASCII text. (Where
+    Python runs in UTF-8 mode its default stays UTF-8, and this changes nothing.)"""
+    saved = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    yield
+    locale.setlocale(locale.LC_CTYPE, saved)
 
 
 @pytest.fixture
