@@ -7,11 +7,13 @@ import socket
 import pytest
 import requests
 import urllib3
+import yaml
 
+from conftest import tiny_params
 from fake_bing import Served, bomb_png, encode, picture
 from stages.sources import bing
 from stages.sources.cleaning import clean
-from stages.params import BingFilters, BingSource, BirdClass
+from stages.params import BingFilters, BingSource, BirdClass, load_params
 
 MYNA = BirdClass(slug="myna", keyword="ハッカチョウ")
 WARBLER = BirdClass(slug="reed_warbler", keyword="ヨシキリ")
@@ -114,6 +116,19 @@ def test_faults_are_rejected_with_their_reason_and_retries_are_bounded(fake_bing
     assert summary[3].split() == ["total", "14", "3", "3", "1", "1", "1", "1", "1", "1", "2"]
     assert capsys.readouterr().out.splitlines()[1:] == ["crawl: myna (ハッカチョウ): 12 results, 9 downloaded",
                                                         "crawl: reed_warbler (ヨシキリ): 2 results, 2 downloaded"]
+
+
+def test_the_crawl_searches_each_class_of_params_with_its_crawl_bing_settings(fake_bing, tmp_path):
+    raw = tiny_params()
+    raw["crawl"].update(source="bing")
+    raw["crawl"]["bing"].update(endpoint=fake_bing.endpoint, max_num=2, timeout_s=0.5, retries=RETRIES)
+    slugs = [c["slug"] for c in raw["classes"]]
+    for k, bird in enumerate(raw["classes"]):
+        for i in range(3):
+            fake_bing.add(bird["keyword"], f"{bird['slug']}{i}.jpg", Served(encode(picture(3 * k + i))))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    found = list(bing.find_images(load_params(path=tmp_path / "params.yaml")))
+    assert [(f.label, f.url.rsplit("/", 1)[1]) for f in found] == [(s, f"{s}{i}.jpg") for s in slugs for i in range(2)]
 
 
 def test_max_num_caps_the_downloads_of_a_class(fake_bing, tmp_path):

@@ -7,13 +7,16 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import yaml
 from PIL import ExifTags, Image
 
+from conftest import tiny_params
 from fake_bing import encode, picture
 from test_nasty import jpeg_with_bad_exif, unknown_dds
 from stages.sources import cleaning
 from stages.sources.cleaning import Cleaned, CrawlError, Found, Kept, Rejected, clean, examine_untrusted, perceptual_hash
-from stages.sources.folder import read_folder, read_found
+from stages.params import load_params
+from stages.sources.folder import find_images, read_folder, read_found
 
 
 def grey_of(seed: int) -> np.ndarray:
@@ -126,6 +129,21 @@ def test_every_file_is_examined_hidden_ones_skipped_and_sources_are_the_original
     rejected = [(r.found.source, r.reason) for r in cleaned.rejected]
     assert rejected == [(f"{tmp_path.as_posix()}/crow/notes.txt", "not_an_image")]
     assert all(k.found.time.endswith("+00:00") for k in cleaned.kept)
+
+
+def test_the_crawl_reads_the_folder_and_the_classes_params_name(tmp_path):
+    raw = tiny_params()
+    raw["crawl"].update(source="folder", folder={"path": str(tmp_path / "birds")})
+    raw["classes"].reverse()  # found in the order of params' classes, not in the folders' order
+    slugs = [c["slug"] for c in raw["classes"]]
+    for slug in slugs:
+        (tmp_path / "birds" / slug).mkdir(parents=True)
+        (tmp_path / "birds" / slug / "a.jpg").write_bytes(slug.encode())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    found = list(find_images(load_params(path=tmp_path / "params.yaml")))
+    assert [(f.label, f.source, f.data) for f in found] == [
+        (slug, f"{tmp_path.as_posix()}/birds/{slug}/a.jpg", slug.encode()) for slug in slugs
+    ]
 
 
 def test_a_missing_class_folder_is_named_with_what_is_there(tmp_path):

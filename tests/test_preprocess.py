@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from conftest import photo
-from birds_onnx.preprocess import ImageError, PreprocessSpec, load_rgb, normalize, open_rgb, preprocess, resize_center_crop
+from birds_onnx.preprocess import (ImageError, PreprocessSpec, load_rgb, normalize, open_rgb, preprocess, preprocess_batch,
+                                   resize_center_crop)
 
 SPEC = PreprocessSpec(resize=72, crop=64)
 
@@ -76,3 +77,18 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
     png = tmp_path / "big.png"
     Image.open(big).save(png)
     assert open_rgb(png, 100).size == (1600, 1200)  # other formats decode whole
+
+
+def test_the_spec_as_a_dict_is_what_the_models_carry_and_reads_back():
+    spec = PreprocessSpec(resize=80, crop=64, mean=(0.5, 0.25, 0.125), std=(0.2, 0.3, 0.4))
+    as_dict = spec.to_dict()
+    assert as_dict == {"resize": 80, "crop": 64, "mean": [0.5, 0.25, 0.125], "std": [0.2, 0.3, 0.4]}
+    assert PreprocessSpec.from_dict(as_dict) == spec
+
+
+def test_a_batch_is_each_image_preprocessed_in_order(tmp_path):
+    paths = [jpeg(tmp_path, (120, 90), "red.jpg"), jpeg(tmp_path, (90, 150), "blue.jpg", color=(20, 40, 220))]
+    batch = preprocess_batch(paths, SPEC)
+    assert batch.shape == (2, 3, 64, 64) and batch.dtype == np.float32
+    for x, path in zip(batch, paths):
+        np.testing.assert_array_equal(x, preprocess(path, SPEC))
