@@ -4,10 +4,9 @@ set apart with their reason and left out of the score."""
 from collections import Counter
 
 import tomllib
-from pathlib import Path
 
 from conftest import ROOT
-from stages.tools.mutate import equivalent_mutants, keep_unit_tests, score, unit_tests, why_equivalent
+from stages.tools.mutate import choose_tests, equivalent_mutants, mutate_config, score, why_equivalent
 
 RULE = {"function": "stages.split.x_check_enough", "changed": r"\[2\] \* len", "why": "equal weights share alike"}
 
@@ -29,31 +28,43 @@ def test_the_project_lists_its_equivalent_mutants_with_a_reason():
     assert rules and all(rule["function"].count(".x_") == 1 and rule["changed"] and rule["why"] for rule in rules)
 
 
-def test_each_function_keeps_only_its_modules_unit_tests():
+def test_each_function_keeps_only_its_modules_unit_tests_and_gains_its_fixtures_tests():
     reached = {
         "stages.params.x_load_params": {"tests/test_params.py::test_a", "tests/test_crawl.py::test_b"},
         "stages.sources.bing.xǁTaskQueueǁput": {"tests/test_bing.py::test_c[1]", "tests/test_bing.py::test_cache", "tests/test_crawl.py::test_b"},
         "stages.split.x_spread": {"tests/test_split.py::test_d", "tests/test_splitting.py::test_e"},
         "stages.report.x_main": {"tests/test_pipeline.py::test_f"},
+        "stages.export.x_main": {"tests/test_export.py::test_g"},
         "stages.other.x_f": {"tests/test_crawl.py::test_b"},
     }
-    keep_unit_tests(reached, {
-        "stages.params": ["tests/test_params.py"],
-        "stages.sources.bing": ["tests/test_bing.py::test_c"],
-        "stages.split": ["tests/test_split.py"],
-        "stages.report": ["tests/test_report.py"],
+    known = {"tests/test_export.py::test_g", "tests/test_mains.py::test_h[1]", "tests/test_mains.py::test_h[2]",
+             "tests/test_mains.py::test_i"}
+    choose_tests(reached, known, {
+        "unit_tests": {
+            "stages.params": ["tests/test_params.py"],
+            "stages.sources.bing": ["tests/test_bing.py::test_c"],
+            "stages.split": ["tests/test_split.py"],
+            "stages.report": ["tests/test_report.py"],
+            "stages.export": ["tests/test_export.py"],
+        },
+        "fixture_tests": {"stages.export": ["tests/test_mains.py::test_h", "tests/test_mains.py::test_gone"]},
     })
     assert reached == {
         "stages.params.x_load_params": {"tests/test_params.py::test_a"},
         "stages.sources.bing.xǁTaskQueueǁput": {"tests/test_bing.py::test_c[1]"},  # a parametrised case, not test_cache
         "stages.split.x_spread": {"tests/test_split.py::test_d"},
         "stages.report.x_main": set(),  # no unit test reaches it: its mutants count as "no tests"
+        "stages.export.x_main": {"tests/test_export.py::test_g", "tests/test_mains.py::test_h[1]", "tests/test_mains.py::test_h[2]"},
         "stages.other.x_f": {"tests/test_crawl.py::test_b"},  # a module not listed keeps what reached it
     }
 
 
-def test_every_mutated_module_names_unit_tests_that_exist():
+def test_every_mutated_module_names_unit_tests_and_fixture_tests_that_exist():
     mutated = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
-    listed = unit_tests(ROOT / "pyproject.toml")
-    assert sorted(listed) == sorted(path.removesuffix(".py").replace("/", ".") for path in mutated)
-    assert all((ROOT / test.split("::")[0]).is_file() for tests in listed.values() for test in tests)
+    config = mutate_config(ROOT / "pyproject.toml")
+    assert sorted(config["unit_tests"]) == sorted(path.removesuffix(".py").replace("/", ".") for path in mutated)
+    for tests in [*config["unit_tests"].values(), *config["fixture_tests"].values()]:
+        for test in tests:
+            file, _, name = test.partition("::")
+            assert (ROOT / file).is_file(), test
+            assert not name or f"def {name}(" in (ROOT / file).read_text(), test

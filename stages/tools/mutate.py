@@ -3,7 +3,8 @@
 Runs `mutmut run` (settings: [tool.mutmut] in pyproject.toml: which modules, which tests, and
 the lines left alone), each mutant against only its module's unit tests ([tool.mutate.unit_tests]:
 mutmut itself would run every selected test that reaches the mutated function, and the crawl and
-stage tests reach nearly everything), then reads mutmut's results (mutants/<module>.meta) and prints per
+stage tests reach nearly everything) and the tests that reach it through a session fixture
+([tool.mutate.fixture_tests]), then reads mutmut's results (mutants/<module>.meta) and prints per
 module how many of its mutants the tests killed, and every mutant that survived with its diff.
 Survivors that [[tool.mutate.equivalent]] in pyproject.toml names (equivalent mutants: changes
 that cannot alter what the code does) are listed apart with their reason and left out of the
@@ -56,22 +57,25 @@ def score(statuses: Counter) -> float:
 
 def equivalent_mutants(pyproject: Path = Path("pyproject.toml")) -> list[dict]:
     """[[tool.mutate.equivalent]]: the mutated function, a regex its changed line matches, why."""
-    return tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("mutate", {}).get("equivalent", [])
+    return mutate_config(pyproject).get("equivalent", [])
 
 
-def unit_tests(pyproject: Path = Path("pyproject.toml")) -> dict[str, list[str]]:
-    """[tool.mutate.unit_tests]: {module: the test files or test ids its mutants run}."""
-    return tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("mutate", {}).get("unit_tests", {})
+def mutate_config(pyproject: Path = Path("pyproject.toml")) -> dict:
+    """[tool.mutate] of pyproject.toml."""
+    return tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("mutate", {})
 
 
-def keep_unit_tests(tests_by_function: dict[str, set[str]], unit_tests: dict[str, list[str]]) -> None:
-    """Narrows mutmut's map {function: tests that reached it} to each module's unit tests, in
-    place. A function no unit test reaches is left with none: its mutants count as "no tests".
-    Modules not listed keep every test that reached them."""
+def choose_tests(tests_by_function: dict[str, set[str]], known_tests: set[str], config: dict) -> None:
+    """mutmut's map {function: tests that reached it}, in place, narrowed to each module's unit
+    tests ([tool.mutate.unit_tests]; a module not listed keeps every test that reached it, a
+    function no unit test reaches is left with none: its mutants count as "no tests"), then with
+    the tests that reach the module through a session fixture added ([tool.mutate.fixture_tests]:
+    mutmut credits a fixture's work to the first test that asked for it only)."""
     for function, tests in tests_by_function.items():
         module = function.rsplit(".", 1)[0]  # stages.split.x_spread, stages.sources.bing.xǁTaskQueueǁput
-        if module in unit_tests:
-            tests.intersection_update({test for test in tests if any(is_in(test, unit) for unit in unit_tests[module])})
+        if module in config.get("unit_tests", {}):
+            tests.intersection_update({test for test in tests if any(is_in(test, unit) for unit in config["unit_tests"][module])})
+        tests.update(test for test in known_tests if any(is_in(test, unit) for unit in config.get("fixture_tests", {}).get(module, [])))
 
 
 def is_in(test: str, unit: str) -> bool:
@@ -132,8 +136,8 @@ def print_table(results: dict[str, dict[str, str]], equivalents: list[dict]) -> 
 # mutmut started from `-c` rather than from its command file: worker processes that the code under
 # test starts (the crawl's pools) would run that file again, and with it mutmut's settings lookup
 # in the tests' temporary folders, where it fails. Its map of which tests reach which function is
-# narrowed to the unit tests once collected (or loaded from an earlier run), before any mutant
-# runs; the file keeps the whole map. This tool is loaded from its path, not as `stages.tools`:
+# narrowed to the unit tests (and given the fixtures' tests) once collected or loaded from an
+# earlier run, before any mutant runs; the file keeps mutmut's own map. This tool is loaded from its path, not as `stages.tools`:
 # importing `stages` here would shadow the mutated copy mutmut puts first on sys.path.
 RUN_MUTMUT = """
 import importlib.util, sys
@@ -142,10 +146,11 @@ tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tool)
 import mutmut.__main__ as mutmut
 collect_or_load_stats = mutmut.collect_or_load_stats
-def collect_then_keep_unit_tests(*args, **kwargs):
+def collect_then_choose_tests(*args, **kwargs):
     collect_or_load_stats(*args, **kwargs)
-    tool.keep_unit_tests(mutmut.state().tests_by_mangled_function_name, tool.unit_tests())
-mutmut.collect_or_load_stats = collect_then_keep_unit_tests
+    state = mutmut.state()
+    tool.choose_tests(state.tests_by_mangled_function_name, set(state.duration_by_test), tool.mutate_config())
+mutmut.collect_or_load_stats = collect_then_choose_tests
 sys.exit(mutmut.cli())
 """
 
