@@ -3,6 +3,7 @@ environment variable stages.sources.cleaning.PLUGIN_ENV (never set outside the t
 
 A file starting with b"NASTY:<what>" opens as format NASTY and then:
     raise   raises an exception type no Pillow document lists
+    quiet   raises an OSError without a message
     sleep   sleeps far past any decode time limit (a hung decoder)
     exit    ends its process at once (os._exit), as a crashing decoder would
     segv    kills its process with SIGSEGV
@@ -29,6 +30,8 @@ class NastyImageFile(ImageFile.ImageFile):
         what = self.fp.read(32).split(b":", 1)[1].split(b"\n")[0].strip().decode()
         if what == "raise":
             raise DecoderConfused("the decoder lost its way")
+        if what == "quiet":
+            raise OSError()
         if what == "sleep":
             time.sleep(3600)
         if what == "exit":

@@ -240,6 +240,16 @@ def test_the_perceptual_hash_is_the_64_bit_dct_hash():
     """A fixed value: any change to the hash (its thumbnail, its resampling, its bit order) makes
     every near-duplicate decision of an earlier crawl incomparable."""
     assert perceptual_hash(picture(1)) == 0x8CE3D8B83ACBC534
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    assert perceptual_hash(noise) == 0xA0B1CA6422F3E6CF  # detail down to the pixel: the thumbnail's resampling shows
+    assert perceptual_hash(Image.new("RGB", (64, 48))) == 0  # black: every coefficient is the median, none above it
+
+
+def test_a_decoder_error_without_a_message_is_named_by_its_type():
+    import nasty_decoders  # noqa: F401  (registers the tests' misbehaving decoder in this process)
+
+    rejected = examined(b"NASTY:quiet\n")
+    assert (rejected.reason, rejected.detail) == ("broken", "OSError")
 
 
 def test_decoder_warnings_are_kept_with_the_image():
