@@ -1,10 +1,13 @@
+import hashlib
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import photo
+from test_nasty import unknown_dds
 from birds_onnx.preprocess import (ImageError, PreprocessSpec, load_rgb, normalize, open_rgb, preprocess, preprocess_batch,
-                                   resize_center_crop)
+                                   resize_center_crop, scale_offset)
 
 SPEC = PreprocessSpec(resize=72, crop=64)
 
@@ -65,8 +68,14 @@ def test_broken_image_is_a_clear_error(tmp_path):
         preprocess(bad, SPEC)
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes(jpeg(tmp_path, (400, 300)).read_bytes()[:600])
-    with pytest.raises(ImageError, match="cut.jpg"):
+    with pytest.raises(ImageError) as raised:
         preprocess(truncated, SPEC)
+    assert str(raised.value) == f"{truncated}: not a readable image (Truncated File Read)"
+    unknown = tmp_path / "odd.dds"  # Pillow raises what it does not document: its type is named
+    unknown.write_bytes(unknown_dds())
+    with pytest.raises(ImageError) as raised:
+        preprocess(unknown, SPEC)
+    assert str(raised.value) == f"{unknown}: not a readable image (NotImplementedError: Unimplemented pixel format 1465538904)"
 
 
 def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
@@ -92,3 +101,33 @@ def test_a_batch_is_each_image_preprocessed_in_order(tmp_path):
     assert batch.shape == (2, 3, 64, 64) and batch.dtype == np.float32
     for x, path in zip(batch, paths):
         np.testing.assert_array_equal(x, preprocess(path, SPEC))
+
+
+@pytest.mark.parametrize("mode, name", [("L", "grey.jpg"), ("CMYK", "print.jpg"), ("P", "palette.png"), ("RGBA", "alpha.png"),
+                                        ("LA", "grey_alpha.png")])
+def test_every_kind_of_picture_becomes_rgb(tmp_path, mode, name):
+    path = tmp_path / name
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (80, 90, 3), dtype=np.uint8)).convert(mode).save(path)
+    with Image.open(path) as img:
+        expected = normalize(resize_center_crop(img.convert("RGB"), SPEC), SPEC)
+    np.testing.assert_array_equal(preprocess(path, SPEC), expected)
+
+
+def test_the_resampling_is_frozen(tmp_path):
+    """Fixed values, as for the perceptual hash: a model sees the pixels it was trained on only if
+    training, evaluation and the predictor of every later version resample alike. A picture over 3x
+    the size asked (whole-factor reduction first) with an odd margin around its centre crop."""
+    path = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (700, 1001, 3), dtype=np.uint8)).save(path)
+    resized = load_rgb(path, 72)
+    assert resized.size == (103, 72)
+    assert hashlib.sha256(np.asarray(resized).tobytes()).hexdigest()[:16] == "7242defe81e6d639"
+    cropped = resize_center_crop(open_rgb(path, 72), SPEC)
+    assert hashlib.sha256(np.asarray(cropped).tobytes()).hexdigest()[:16] == "b3f3721170fc9bba"
+
+
+def test_scale_and_offset_are_float32_as_the_batches_they_multiply():
+    scale, offset = scale_offset(SPEC)
+    assert scale.dtype == offset.dtype == np.float32
+    np.testing.assert_allclose(scale, 1 / (255 * np.array(SPEC.std)), rtol=1e-6)
+    np.testing.assert_allclose(offset, -np.array(SPEC.mean) / np.array(SPEC.std), rtol=1e-6)
