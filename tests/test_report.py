@@ -32,8 +32,8 @@ def write_results(root, epochs: int, img_per_s: dict[str, float], machine: dict 
         }
     folder = root / results_dir(epochs)
     folder.mkdir(parents=True)
-    (folder / "accuracy.json").write_text(json.dumps(accuracy))
-    (folder / "speed.json").write_text(json.dumps(speed))
+    (folder / "accuracy.json").write_text(json.dumps(accuracy, ensure_ascii=False), encoding="utf-8")  # as evaluate writes them
+    (folder / "speed.json").write_text(json.dumps(speed, ensure_ascii=False), encoding="utf-8")
     rows = "".join(f"{e},{2 / e},{e / epochs},{e / (2 * epochs)},0.001\n" for e in range(1, epochs + 1))
     (folder / "training.csv").write_text("epoch,train_loss,train_acc,test_acc,lr\n" + rows)
 
@@ -131,7 +131,7 @@ def test_a_report_without_pth_shows_no_speed_up_and_an_unrecorded_machine_says_s
     write_results(tmp_path, 3, {"onnx": 8.0, "onnx-int8": 24.0}, machine=None)
     markdown = render_markdown(load_results([3]))
     assert "| onnx | 0.900 | 100.0% | 8.00 | - | 16.0 |" in markdown
-    assert "Timings measured on more than one machine or on an unrecorded one: run `make speed`" in markdown
+    assert "\nTimings measured on more than one machine or on an unrecorded one: run `make speed` to measure them all here.\n" in markdown
 
 
 def test_charts_show_every_setting_and_format_with_the_requirement(tmp_path, monkeypatch):
@@ -268,3 +268,13 @@ def test_the_stage_reports_every_setting_of_train_epochs(tmp_path, monkeypatch, 
     for chart in ("metrics/speed.png", "metrics/training.png"):
         with Image.open(tmp_path / chart) as image:
             assert image.format == "PNG"
+
+
+def test_a_cpu_name_beyond_ascii_is_read_written_and_printed_whatever_the_locale(tmp_path, monkeypatch, capsys, ascii_locale):
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    for e in params["train"]["epochs"]:
+        write_results(tmp_path, e, RATES, machine=MACHINE | {"cpu": "Intel® Xeon® Gold 6430"})
+    report.main()
+    assert "Timings measured on: Intel® Xeon® Gold 6430, 2 logical CPUs" in capsys.readouterr().out
