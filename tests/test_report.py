@@ -169,6 +169,11 @@ def test_charts_show_every_setting_and_format_with_the_requirement(tmp_path, mon
         assert (required.get_linestyle(), matplotlib.colors.to_hex(required.get_color()), required.get_linewidth()) == ("--", "#000000", 1)
         assert {t.get_fontsize() for t in ax.texts} == {matplotlib.font_manager.FontProperties(size="x-small").get_size_in_points()}
     assert [t.get_text() for t in end_to_end.get_legend().get_texts()] == ["required 5 img/s", "pth", "onnx", "onnx-int8"]
+    assert end_to_end.get_position().x1 < model_only.get_position().x0  # side by side, one row
+    assert end_to_end.get_position().y0 == model_only.get_position().y0
+    points = {size: matplotlib.font_manager.FontProperties(size=size).get_size_in_points() for size in ("x-small", "small", "medium")}
+    assert {ax.title.get_fontsize() for ax in speed.axes} == {points["medium"]}
+    assert {t.get_fontsize() for t in end_to_end.get_legend().get_texts()} == {points["small"]}
 
     loss, accuracy, lr = training.axes
     curves = {(ax.get_title(), line.get_label()): (list(line.get_xdata()), list(line.get_ydata()), line.get_linestyle())
@@ -178,7 +183,13 @@ def test_charts_show_every_setting_and_format_with_the_requirement(tmp_path, mon
     assert curves[("accuracy", "3 epochs, test")] == ([1.0, 2.0, 3.0], [1 / 6, 1 / 3, 0.5], "--")
     assert curves[("learning rate", "2 epochs")] == ([1.0, 2.0], [0.001, 0.001], "-")
     assert len(curves) == 8 and {ax.get_xlabel() for ax in training.axes} == {"epoch"}
-    assert loss.lines[0].get_color() != loss.lines[1].get_color()  # one colour per setting
+    # one colour per setting, its train and test accuracy alike
+    colours = [matplotlib.colors.to_hex(line.get_color()) for ax in training.axes for line in ax.lines]
+    assert colours == [matplotlib.colors.to_hex(f"C{i}") for i in (0, 1, 0, 0, 1, 1, 0, 1)]
+    assert [round(ax.get_position().x0, 3) for ax in training.axes] == sorted({round(ax.get_position().x0, 3) for ax in training.axes})
+    assert len({round(ax.get_position().y0, 6) for ax in training.axes}) == 1  # three panels in one row
+    assert {ax.title.get_fontsize() for ax in training.axes} == {points["medium"]}
+    assert {t.get_fontsize() for ax in training.axes for t in ax.get_legend().get_texts()} == {points["x-small"]}
 
 
 def test_the_whole_report_reads_exactly_so(tmp_path, monkeypatch):
