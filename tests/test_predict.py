@@ -11,6 +11,7 @@ import subprocess
 import sys
 import venv
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -301,6 +302,48 @@ def test_pillow_warnings_do_not_reach_the_terminal(tmp_path, tiny_models, capsys
         assert main([str(tiny_models["onnx"]), str(image), "--format", "csv"]) == 0
     assert [str(w.message) for w in shown] == []
     assert capsys.readouterr().err == ""
+
+
+def test_only_pillows_warnings_are_silenced(tmp_path, tiny_models, monkeypatch):
+    real = predict.top_classes
+
+    def warning_top_classes(*args):
+        warnings.warn("a warning of another library")
+        return real(*args)
+
+    monkeypatch.setattr(predict, "top_classes", warning_top_classes)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main([str(tiny_models["onnx"]), str(photo(tmp_path / "a.jpg", (80, 70))), "--format", "csv"]) == 0
+    assert [str(w.message) for w in shown] == ["a warning of another library"]
+
+
+def test_batch_size_workers_and_top_reach_the_model_the_decoders_and_the_output(tmp_path, tiny_models, capsys, monkeypatch):
+    paths = [str(photo(tmp_path / f"{i}.jpg", (80 + i, 70), seed=i)) for i in range(5)]
+    batches, pools = [], []
+    real = predict.load_model
+
+    class Watched:
+        """The classifier, the sizes of the batches it is given watched."""
+
+        def __init__(self, classifier):
+            self.classifier, self.classes, self.spec = classifier, classifier.classes, classifier.spec
+
+        def __call__(self, batch):
+            batches.append(len(batch))
+            return self.classifier(batch)
+
+    class WatchedPool(ThreadPoolExecutor):
+        def __init__(self, workers, **kwargs):
+            pools.append(workers)
+            super().__init__(workers, **kwargs)
+
+    monkeypatch.setattr(predict, "load_model", lambda *args: Watched(real(*args)))
+    monkeypatch.setattr("birds_onnx.stream.ThreadPoolExecutor", WatchedPool)
+    assert main([str(tiny_models["onnx"]), *paths, "--batch-size", "2", "--workers", "3", "--top", "2", "--format", "jsonl"]) == 0
+    assert batches == [2, 2, 1]
+    assert pools == [3]  # decoding threads
+    assert [len(json.loads(line)["top"]) for line in capsys.readouterr().out.splitlines()] == [2] * 5
 
 
 def test_help_describes_the_command_and_every_option(capsys, monkeypatch):
