@@ -86,8 +86,21 @@ def test_onnx_file_is_self_contained_and_checked(onnx_path):
     proto = onnx.load(str(onnx_path))
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version == 18
-    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     assert {p.key for p in proto.metadata_props} >= {META_CLASSES}
+
+
+def test_both_models_take_a_batch_of_images_and_give_logits(exported_models):
+    """The interface a predictor relies on: input `image` and output `logits`, any batch size."""
+    for fmt in ("onnx", "onnx-int8"):
+        graph = onnx.load(str(exported_models[fmt])).graph
+        shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*graph.input, *graph.output]}
+        assert shapes == {"image": ["batch", 3, 64, 64], "logits": ["batch", len(CLASSES)]}, fmt
+
+
+def test_export_writes_its_outputs_and_nothing_else(exported, stage_project):
+    def files(root):
+        return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert files(exported) - files(stage_project) == {"models/e1/model.onnx", "models/e1/model.int8.onnx", "metrics/e1/export.json"}
 
 
 def test_exported_models_carry_no_paths_of_this_machine(exported_models):
