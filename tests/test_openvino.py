@@ -10,7 +10,7 @@ import pytest
 
 from birds_onnx.onnx_model import ModelError, OnnxClassifier, softmax
 from birds_onnx.openvino_model import OpenVinoClassifier, native_bf16
-from birds_onnx.predict import load_model, main
+from birds_onnx.predict import main
 from birds_onnx.preprocess import preprocess_batch
 from conftest import TINY_CLASSES, photo
 from stages.formats import load_classifier, precision
@@ -81,13 +81,6 @@ def test_openvino_gets_the_same_cpu_budget(tiny_models):
     assert compiled.get_property("INFERENCE_NUM_THREADS") == 2
     assert compiled.get_property("NUM_STREAMS") == 1
     assert str(compiled.get_property("PERFORMANCE_HINT")) == "LATENCY"
-
-
-def test_the_predictor_gives_each_runtime_the_threads_asked(tiny_models):
-    openvino = load_model("openvino", str(tiny_models["onnx"]), threads=1)
-    assert openvino.request.get_compiled_model().get_property("INFERENCE_NUM_THREADS") == 1
-    onnx_runtime = load_model("onnx", str(tiny_models["onnx"]), threads=1)
-    assert onnx_runtime.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_unusable_models_are_one_line_each(tmp_path, tiny_models):

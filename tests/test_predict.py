@@ -20,7 +20,7 @@ import pytest
 
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx import predict
-from birds_onnx.predict import Progress, Writer, expand_inputs, main, parse_args, top_classes
+from birds_onnx.predict import Progress, Writer, expand_inputs, load_model, main, parse_args, top_classes
 from birds_onnx.preprocess import preprocess
 from birds_onnx.stream import classify_stream
 from conftest import ROOT, TINY_CLASSES, photo
@@ -344,6 +344,19 @@ def test_batch_size_workers_and_top_reach_the_model_the_decoders_and_the_output(
     assert batches == [2, 2, 1]
     assert pools == [3]  # decoding threads
     assert [len(json.loads(line)["top"]) for line in capsys.readouterr().out.splitlines()] == [2] * 5
+
+
+def test_the_predictor_gives_each_runtime_the_threads_asked(tiny_models):  # OpenVINO: installed with the project's requirements
+    openvino = load_model("openvino", str(tiny_models["onnx"]), threads=1)
+    assert openvino.request.get_compiled_model().get_property("INFERENCE_NUM_THREADS") == 1
+    onnx_runtime = load_model("onnx", str(tiny_models["onnx"]), threads=1)
+    assert onnx_runtime.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_without_a_known_cpu_count_one_thread_decodes_and_one_infers(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    args = parse_args(["m.onnx", "a.jpg"])
+    assert (args.workers, args.threads) == (1, 1)
 
 
 def test_help_describes_the_command_and_every_option(capsys, monkeypatch):
