@@ -71,11 +71,12 @@ def choose_tests(tests_by_function: dict[str, set[str]], known_tests: set[str], 
     function no unit test reaches is left with none: its mutants count as "no tests"), then with
     the tests that reach the module through a session fixture added ([tool.mutate.fixture_tests]:
     mutmut credits a fixture's work to the first test that asked for it only)."""
+    unit_tests, fixture_tests = config.get("unit_tests", {}), config.get("fixture_tests", {})
     for function, tests in tests_by_function.items():
         module = function.rsplit(".", 1)[0]  # stages.split.x_spread, stages.sources.bing.xǁTaskQueueǁput
-        if module in config.get("unit_tests", {}):
-            tests.intersection_update({test for test in tests if any(is_in(test, unit) for unit in config["unit_tests"][module])})
-        tests.update(test for test in known_tests if any(is_in(test, unit) for unit in config.get("fixture_tests", {}).get(module, [])))
+        if module in unit_tests:
+            tests.intersection_update({test for test in tests if any(is_in(test, unit) for unit in unit_tests[module])})
+        tests.update(test for test in known_tests if any(is_in(test, unit) for unit in fixture_tests.get(module, [])))
 
 
 def is_in(test: str, unit: str) -> bool:
@@ -137,8 +138,9 @@ def print_table(results: dict[str, dict[str, str]], equivalents: list[dict]) -> 
 # test starts (the crawl's pools) would run that file again, and with it mutmut's settings lookup
 # in the tests' temporary folders, where it fails. Its map of which tests reach which function is
 # narrowed to the unit tests (and given the fixtures' tests) once collected or loaded from an
-# earlier run, before any mutant runs; the file keeps mutmut's own map. This tool is loaded from its path, not as `stages.tools`:
-# importing `stages` here would shadow the mutated copy mutmut puts first on sys.path.
+# earlier run, before any mutant runs; the file keeps mutmut's own map. This tool is loaded from
+# its path, not as `stages.tools`: importing `stages` here would shadow the mutated copy mutmut
+# puts first on sys.path.
 RUN_MUTMUT = """
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location("mutate_tool", sys.argv.pop(1))
