@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,13 @@ def tiny_params() -> dict:
     return tiny(yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8")))
 
 
+def params_file(folder: Path, params: dict) -> Path:
+    """Write `params` as folder/params.yaml (UTF-8, keys in their order) and return its path."""
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command as a user would, with the venv's bin first on PATH (DVC stages call `python`)."""
     env = os.environ | {
@@ -55,7 +64,7 @@ def make_project(dest: Path, params: dict) -> Path:
     for package in ("birds_onnx", "stages"):
         shutil.copytree(ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", dest)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    params_file(dest, params)
     run(["git", "init", "-q"], dest)
     run(["dvc", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
@@ -66,6 +75,40 @@ def make_project(dest: Path, params: dict) -> Path:
 @pytest.fixture
 def tiny_project(tmp_path) -> Path:
     return make_project(tmp_path / "project", tiny_params())
+
+
+# Disk: every copy of the ResNet50 weights is about 100 MB, and a tiny pipeline holds several
+# twice over (DVC's cache and the workspace). Kept to the session's end, as pytest keeps every
+# temporary folder by default, they added up to 4 GB and filled a CI machine's disk. So each
+# test's tmp_path goes when the test passes (tmp_path_retention_policy in pyproject.toml), a
+# module's shared folder when the module's tests all passed, and copies of a model are links.
+@pytest.fixture(scope="module")
+def module_tmp_path(request, tmp_path_factory) -> Iterator[Path]:
+    """A temporary folder for a test module's shared fixtures, removed after the module's last
+    test unless one of its tests failed (kept, like a failed test's tmp_path, to be looked at)."""
+    folder = tmp_path_factory.mktemp(request.module.__name__)
+    failed_before = request.session.testsfailed
+    yield folder
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_project(src: Path, dest: Path) -> None:
+    """Copy a folder, its model weights (.pth, .onnx) hard-linked: the tests only read them, and
+    the stages write a model file whole under a new name, never into an existing one."""
+    def link_weights(s: str, d: str) -> None:
+        if s.endswith((".pth", ".onnx")):
+            os.link(s, d)
+        else:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dest, dirs_exist_ok=True, copy_function=link_weights)
+
+
+def pytest_report_header(config) -> str:
+    basetemp = config.option.basetemp  # --basetemp: a folder pytest creates
+    free = shutil.disk_usage(Path(basetemp).resolve().parent if basetemp else tempfile.gettempdir()).free
+    return f"free disk for temporary files: {free / 2**30:.1f} GiB (the suite needs about 2 GiB at its peak)"
 
 
 @pytest.fixture
@@ -173,11 +216,11 @@ def stage_project(tmp_path_factory, tiny_models) -> Path:
     params = tiny_params()
     params["export"]["int8"]["calibration_images"] = 6
     params["evaluate"]["formats"] = ["pth", "onnx", "onnx-int8"]
-    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    params_file(root, params)
     write_split(root / "data/split/train.csv", train)
     write_split(root / "data/split/test.csv", test)
     (root / "models/e1").mkdir(parents=True)
-    shutil.copy(tiny_models["pth"], root / "models/e1/model.pth")
+    os.link(tiny_models["pth"], root / "models/e1/model.pth")
     (root / "metrics").mkdir()
     (root / "metrics/machine.json").write_text(json.dumps({"cpu": "test CPU", "logical_cpus": 2, "id": "test"}))
     history = root / "metrics/e1/train/plots/metrics"
@@ -202,7 +245,7 @@ def exported(stage_project, tmp_path_factory) -> Path:
     from stages import export
 
     def run_export(root: Path) -> None:
-        shutil.copytree(stage_project, root, dirs_exist_ok=True)
+        copy_project(stage_project, root)
         with pytest.MonkeyPatch.context() as mp:
             mp.chdir(root)
             mp.setattr("sys.argv", ["export", "--epochs", "1"])
@@ -220,7 +263,7 @@ def converted(stage_project, tiny_models, tmp_path_factory) -> Path:
     from stages.formats import model_path
 
     root = tmp_path_factory.mktemp("converted")
-    shutil.copytree(stage_project, root, dirs_exist_ok=True)
+    copy_project(stage_project, root)
     for fmt in ("onnx", "onnx-int8"):
-        shutil.copy(tiny_models[fmt], root / model_path(1, fmt))
+        os.link(tiny_models[fmt], root / model_path(1, fmt))
     return root

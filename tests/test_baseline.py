@@ -13,12 +13,11 @@ TEST_PER_CLASS = 4
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory) -> tuple[list, list]:
+def split(module_tmp_path) -> tuple[list, list]:
     """All 9 species, 12 small images each: 8 per class to train on, 4 to test."""
-    root = tmp_path_factory.mktemp("birds")
     train, test = [], []
     for slug, index, data in synthesize(list(SPECIES), 12 * len(SPECIES), 7, size_range=(64, 128)):
-        path = root / f"{slug}_{index:02d}.jpg"
+        path = module_tmp_path / f"{slug}_{index:02d}.jpg"
         path.write_bytes(data)
         (test if index < TEST_PER_CLASS else train).append((path, slug))
     return train, test

@@ -4,9 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import make_project, run, tiny_params
+from conftest import make_project, params_file, run, tiny_params
 from stages.tools.bench import batch_of_one, flops_per_image, openvino_summary, pipeline_models, table, take_turns
 from stages.model import build_model
 from stages.params import load_params
@@ -41,7 +40,7 @@ def test_each_call_classifies_the_next_image_alone():
 
 
 def test_pipeline_models_are_used_when_built(tmp_path, tiny_models, monkeypatch):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), allow_unicode=True), encoding="utf-8")
+    params_file(tmp_path, tiny_params())
     monkeypatch.chdir(tmp_path)
     params = load_params()  # train.epochs: [1, 2]
     assert pipeline_models(params, None) is None

@@ -7,9 +7,8 @@ import socket
 import pytest
 import requests
 import urllib3
-import yaml
 
-from conftest import tiny_params
+from conftest import params_file, tiny_params
 from fake_bing import Served, bomb_png, encode, picture
 from stages.sources import bing
 from stages.sources.cleaning import clean
@@ -126,8 +125,7 @@ def test_the_crawl_searches_each_class_of_params_with_its_crawl_bing_settings(fa
     for k, bird in enumerate(raw["classes"]):
         for i in range(3):
             fake_bing.add(bird["keyword"], f"{bird['slug']}{i}.jpg", Served(encode(picture(3 * k + i))))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    found = list(bing.find_images(load_params(path=tmp_path / "params.yaml")))
+    found = list(bing.find_images(load_params(path=params_file(tmp_path, raw))))
     assert [(f.label, f.url.rsplit("/", 1)[1]) for f in found] == [(s, f"{s}{i}.jpg") for s in slugs for i in range(2)]
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, tiny_params
+from conftest import ROOT, params_file, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
 from stages.manifest import read_manifest, read_rejects
@@ -21,7 +21,7 @@ from stages.sources.synthetic import synthesize
 
 def run_crawl(project: Path, params: dict, monkeypatch) -> None:
     project.mkdir(exist_ok=True)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    params_file(project, params)
     monkeypatch.chdir(project)
     crawl.main()
 

@@ -7,10 +7,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import yaml
 from PIL import ExifTags, Image
 
-from conftest import tiny_params
+from conftest import params_file, tiny_params
 from fake_bing import encode, picture
 from test_nasty import jpeg_with_bad_exif, unknown_dds
 from stages.sources import cleaning
@@ -139,8 +138,7 @@ def test_the_crawl_reads_the_folder_and_the_classes_params_name(tmp_path):
     for slug in slugs:
         (tmp_path / "birds" / slug).mkdir(parents=True)
         (tmp_path / "birds" / slug / "a.jpg").write_bytes(slug.encode())
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    found = list(find_images(load_params(path=tmp_path / "params.yaml")))
+    found = list(find_images(load_params(path=params_file(tmp_path, raw))))
     assert [(f.label, f.source, f.data) for f in found] == [
         (slug, f"{tmp_path.as_posix()}/birds/{slug}/a.jpg", slug.encode()) for slug in slugs
     ]

@@ -11,10 +11,9 @@ import warnings
 import zlib
 from pathlib import Path
 
-import yaml
 from PIL import Image
 
-from conftest import ROOT, tiny_params
+from conftest import ROOT, params_file, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
 from stages.manifest import read_manifest, read_rejects
@@ -101,7 +100,7 @@ def test_nasty_files_in_a_folder_are_each_rejected_and_the_stage_exits_0(tmp_pat
     for name, (data, _) in nasty_files().items():
         (tmp_path / "mine/myna" / name).write_bytes(data)
     params["crawl"].update(source="folder", folder={"path": "mine"})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    params_file(tmp_path, params)
 
     env = os.environ | {PLUGIN_ENV: str(NASTY_DECODERS), "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "stages.crawl"], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -120,7 +119,7 @@ def test_nasty_files_from_a_web_server_are_each_rejected(tmp_path, monkeypatch, 
             fake_bing.add(c["keyword"], f"{c['slug']}{i}.jpg", Served(encode(picture(100 + 10 * k + i))))
     for name, (data, _) in nasty_files().items():
         fake_bing.add(params["classes"][0]["keyword"], name, Served(data))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    params_file(tmp_path, params)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(PLUGIN_ENV, str(NASTY_DECODERS))
 

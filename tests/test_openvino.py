@@ -20,10 +20,9 @@ NATIVE_BF16 = native_bf16(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITI
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, tiny_models) -> np.ndarray:
+def inputs(module_tmp_path, tiny_models) -> np.ndarray:
     """Twelve preprocessed photos of different sizes and content at the tiny models' crop."""
-    folder = tmp_path_factory.mktemp("photos")
-    paths = [photo(folder / f"{i}.jpg", (70 + 9 * i, 100 - 3 * i), seed=i) for i in range(12)]
+    paths = [photo(module_tmp_path / f"{i}.jpg", (70 + 9 * i, 100 - 3 * i), seed=i) for i in range(12)]
     return preprocess_batch(paths, OnnxClassifier(tiny_models["onnx"]).spec)
 
 

@@ -4,6 +4,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from conftest import params_file
 from stages.params import ParamError, error_message, load_params
 
 PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -12,9 +13,7 @@ PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 def write_params(tmp_path, edit):
     raw = yaml.safe_load(PROJECT_PARAMS.read_text(encoding="utf-8"))
     edit(raw)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
+    return params_file(tmp_path, raw)
 
 
 def test_project_params_load():
@@ -90,7 +89,7 @@ def set_key(key, value):
         ("split.train", 100, "export.int8.calibration_images (145) must be <= split.train (100): calibration uses training images only"),
         ("classes.1.slug", "myna", "classes: slug 'myna' appears twice"),
         ("classes.2.slug", "sun bird", "classes[2].slug must be ASCII letters, digits, '_' or '-', got 'sun bird'"),
-        ("classes", [{"slug": "crow", "keyword": "カラス"}], "classes must be a list of at least 2, got [{'keyword': 'カラス', 'slug': 'crow'}]"),
+        ("classes", [{"slug": "crow", "keyword": "カラス"}], "classes must be a list of at least 2, got [{'slug': 'crow', 'keyword': 'カラス'}]"),
     ],
 )
 def test_bad_value_names_the_key(tmp_path, key, value, message):

@@ -17,13 +17,13 @@ FORMATS = {"pth", "onnx", "onnx-int8", "openvino", "openvino-int8"}
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(module_tmp_path):
     """One tiny pipeline of three settings, shared by the tests below in their order (each whole
     pipeline costs a minute or more): the timings test first, then the checks of every output,
     then the experiments that compare settings."""
     params = tiny_params()
     params["train"]["epochs"] = [1, 2, 3]  # any number of settings: nothing in dvc.yaml names them
-    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", params)
+    project = make_project(module_tmp_path / "project", params)
     run(["dvc", "repro"], project)
     return project
 

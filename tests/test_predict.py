@@ -28,13 +28,12 @@ from test_nasty import jpeg_with_bad_exif
 
 
 @pytest.fixture(scope="module")
-def device_venv(tmp_path_factory):
+def device_venv(module_tmp_path):
     """A fresh virtual environment holding a wheel of this package and what it declares it
     needs (pinned to requirements.lock's versions, so pip takes them from its cache), nothing else.
     The wheel is built from a copy of the files the package is made of, so that it cannot use
     anything else of the checkout (and the build leaves nothing in it)."""
-    folder = tmp_path_factory.mktemp("device")
-    source, wheels, env = folder / "source", folder / "wheels", folder / "venv"
+    source, wheels, env = module_tmp_path / "source", module_tmp_path / "wheels", module_tmp_path / "venv"
     shutil.copytree(ROOT / "birds_onnx", source / "birds_onnx", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source)

@@ -5,10 +5,9 @@ import json
 
 import matplotlib
 import pytest
-import yaml
 from PIL import Image
 
-from conftest import tiny_params
+from conftest import params_file, tiny_params
 
 from stages import report
 from stages.errors import PipelineError
@@ -265,7 +264,7 @@ def test_charts_are_saved_at_100_dpi_and_closed(tmp_path, monkeypatch):
 def test_the_stage_reports_every_setting_of_train_epochs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     params = tiny_params()
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    params_file(tmp_path, params)
     settings = params["train"]["epochs"]
     for e in [*settings, 99]:  # 99: evaluated once, no longer in train.epochs
         write_results(tmp_path, e, RATES)
@@ -284,7 +283,7 @@ def test_the_stage_reports_every_setting_of_train_epochs(tmp_path, monkeypatch, 
 def test_a_cpu_name_beyond_ascii_is_read_written_and_printed_whatever_the_locale(tmp_path, monkeypatch, capsys, ascii_locale):
     monkeypatch.chdir(tmp_path)
     params = tiny_params()
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    params_file(tmp_path, params)
     for e in params["train"]["epochs"]:
         write_results(tmp_path, e, RATES, machine=MACHINE | {"cpu": "Intel® Xeon® Gold 6430"})
     report.main()

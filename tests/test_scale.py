@@ -21,11 +21,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def clone_a(tmp_path_factory) -> Path:
+def clone_a(module_tmp_path) -> Path:
     """A tiny project trained in 2 processes of 1 thread each by `dvc repro`, one setting (2 epochs)."""
     params = tiny_params()
     params["train"].update(processes=2, threads=1, epochs=[2])
-    project = make_project(tmp_path_factory.mktemp("scale") / "a", params)
+    project = make_project(module_tmp_path / "a", params)
     run(["dvc", "repro"], project)
     return project
 
@@ -64,8 +64,8 @@ def test_two_nodes_on_one_machine_train_the_same_weights_as_two_processes(clone_
     assert "up to date" in run(["dvc", "status"], clone_a).stdout
 
 
-def test_a_clone_pulls_the_outputs_from_a_remote_instead_of_training(clone_a, tmp_path_factory):
-    remote = tmp_path_factory.mktemp("remote")
+def test_a_clone_pulls_the_outputs_from_a_remote_instead_of_training(clone_a):
+    remote = clone_a.parent / "remote"
     run(["git", "add", "-A"], clone_a)  # dvc.lock and the metrics (cache: false)
     run(["git", "commit", "-q", "-m", "trained"], clone_a)
     run(["dvc", "remote", "add", "--default", "shared", str(remote)], clone_a)

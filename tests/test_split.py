@@ -2,9 +2,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import tiny_params
+from conftest import params_file, tiny_params
 from stages import split
 from stages.manifest import Example, read_split
 from stages.split import SplitError, raw_examples, split_examples, spread
@@ -140,7 +139,7 @@ def test_the_stage_writes_the_split_of_the_folders_with_params_seed(tmp_path, mo
         (tmp_path / "data/raw" / slug).mkdir(parents=True)
         for i in range(8 + k):
             (tmp_path / "data/raw" / slug / f"{slug}_{i:03d}.jpg").write_bytes(b"")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    params_file(tmp_path, params)
     monkeypatch.chdir(tmp_path)
     split.main()
     expected = split_examples(raw_examples(Path("data/raw"), slugs), slugs, params["split"]["train"], params["split"]["test"], params["seed"])

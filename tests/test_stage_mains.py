@@ -14,7 +14,7 @@ import pytest
 import yaml
 from onnx import numpy_helper
 
-from conftest import TINY_CLASSES
+from conftest import TINY_CLASSES, params_file
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess_batch
 from stages import evaluate
@@ -69,7 +69,7 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["evaluate"]["required_img_per_s"] = required
     params["evaluate"]["formats"] = ["onnx-int8", "pth", "onnx"]  # evaluated pth first: the others are compared with it
-    Path("params.yaml").write_text(yaml.safe_dump(params))
+    params_file(converted, params)
     monkeypatch.setattr(evaluate, "article_img_per_s", lambda classifier, paths, passes: article)
     monkeypatch.setattr(evaluate, "streaming_img_per_s", lambda *args: 2 * article)
     monkeypatch.setattr(evaluate, "model_speed", lambda classifier, inputs, cfg: {"latency_ms_median": 1.0})

@@ -32,9 +32,9 @@ METRICS = {"train_loss", "train_acc", "test_acc", "lr"}
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(module_tmp_path) -> Path:
     """A tiny project with its data crawled and split, ready to train."""
-    project = make_project(tmp_path_factory.mktemp("train") / "project", tiny_params())
+    project = make_project(module_tmp_path / "project", tiny_params())
     run([sys.executable, "-m", "stages.crawl"], project)
     run([sys.executable, "-m", "stages.split"], project)
     return project
@@ -119,8 +119,9 @@ def test_interrupted_training_leaves_no_model(project, sig):
 
 
 @pytest.fixture(scope="module")
-def pictures(tmp_path_factory) -> list[Path]:
-    folder = tmp_path_factory.mktemp("pictures")
+def pictures(module_tmp_path) -> list[Path]:
+    folder = module_tmp_path / "pictures"
+    folder.mkdir()
     return [photo(folder / f"{i}.jpg", (40 + 3 * i, 44), seed=i) for i in range(8)]
 
 
