@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # pools) run in a test's temporary folder, where it cannot. Only this process's hits count, so
 # the mode stays in this process (mutmut's process-local copy of it) and those workers, which
 # inherit the environment, run the plain code.
-if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+STATS_PASS = os.environ.get("MUTANT_UNDER_TEST") == "stats"
+if STATS_PASS:
     import mutmut.mutation.trampoline
 
     mutmut.mutation.trampoline._mutant_under_test = os.environ.pop("MUTANT_UNDER_TEST")
@@ -150,21 +151,40 @@ def photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
 # tests), into this folder, and mutant runs copy them: a mutant is judged by the tests that run
 # its code in its own process. The export stage's output is the exception: rebuilt for each of
 # the export module's mutants, since the checks of the exported files are what catches those.
+# mutmut would credit that build to the first test that asked for the fixture only; the stats
+# pass credits the module's functions it reached to every test that uses the fixture instead.
 MUTATION_CACHE = ROOT / ".mutation_cache"
+REACHED_BY_FIXTURE: dict[str, set[str]] = {}  # fixture name -> the functions of the rebuilt module its build reached
 
 
 def built_once_per_mutation_run(name: str, dest: Path, build, rebuilt_for_mutants_of: str = "") -> None:
-    """build(dest), or under mutmut a copy of the unmutated code's build (see above)."""
+    """build(dest), or under mutmut a copy of the unmutated code's build (see above). `name` is
+    the fixture's name."""
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
     in_mutant = mutant not in ("", "stats", "fail")  # mutmut's own passes, or no mutmut at all
     cached = MUTATION_CACHE / name
     if in_mutant and cached.is_dir() and not (rebuilt_for_mutants_of and mutant.startswith(rebuilt_for_mutants_of)):
         shutil.copytree(cached, dest, dirs_exist_ok=True)
         return
-    build(dest)
+    if STATS_PASS and rebuilt_for_mutants_of:
+        hits = mutmut.state()._stats  # the functions reached since the current test began
+        before = set(hits)
+        hits.clear()
+        build(dest)
+        REACHED_BY_FIXTURE[name] = {f for f in hits if f.startswith(rebuilt_for_mutants_of)}
+        hits.update(before)
+    else:
+        build(dest)
     if "mutmut" in sys.modules and not in_mutant:
         shutil.rmtree(cached, ignore_errors=True)
         shutil.copytree(dest, cached)
+
+
+def pytest_runtest_call(item) -> None:
+    """In mutmut's stats pass: what a rebuilt fixture's build reached, credited to each test using it."""
+    for fixture, reached in REACHED_BY_FIXTURE.items():
+        if fixture in item.fixturenames:
+            mutmut.state()._stats.update(reached)
 
 
 @pytest.fixture(scope="session")

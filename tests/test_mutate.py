@@ -30,7 +30,7 @@ def test_the_project_lists_its_equivalent_mutants_with_a_reason():
                          for rule in rules)
 
 
-def test_each_function_keeps_only_its_modules_unit_tests_and_gains_its_fixtures_tests():
+def test_each_function_keeps_only_its_modules_unit_tests():
     reached = {
         "stages.params.x_load_params": {"tests/test_params.py::test_a", "tests/test_crawl.py::test_b"},
         "stages.sources.bing.xǁTaskQueueǁput": {"tests/test_bing.py::test_c[1]", "tests/test_bing.py::test_cache", "tests/test_crawl.py::test_b"},
@@ -39,9 +39,7 @@ def test_each_function_keeps_only_its_modules_unit_tests_and_gains_its_fixtures_
         "stages.export.x_main": {"tests/test_export.py::test_g"},
         "stages.other.x_f": {"tests/test_crawl.py::test_b"},
     }
-    known = {"tests/test_export.py::test_g", "tests/test_mains.py::test_h[1]", "tests/test_mains.py::test_h[2]",
-             "tests/test_mains.py::test_i"}
-    choose_tests(reached, known, {
+    choose_tests(reached, {
         "unit_tests": {
             "stages.params": ["tests/test_params.py"],
             "stages.sources.bing": ["tests/test_bing.py::test_c"],
@@ -49,23 +47,22 @@ def test_each_function_keeps_only_its_modules_unit_tests_and_gains_its_fixtures_
             "stages.report": ["tests/test_report.py"],
             "stages.export": ["tests/test_export.py"],
         },
-        "fixture_tests": {"stages.export": ["tests/test_mains.py::test_h", "tests/test_mains.py::test_gone"]},
     })
     assert reached == {
         "stages.params.x_load_params": {"tests/test_params.py::test_a"},
         "stages.sources.bing.xǁTaskQueueǁput": {"tests/test_bing.py::test_c[1]"},  # a parametrised case, not test_cache
         "stages.split.x_spread": {"tests/test_split.py::test_d"},
         "stages.report.x_main": set(),  # no unit test reaches it: its mutants count as "no tests"
-        "stages.export.x_main": {"tests/test_export.py::test_g", "tests/test_mains.py::test_h[1]", "tests/test_mains.py::test_h[2]"},
+        "stages.export.x_main": {"tests/test_export.py::test_g"},
         "stages.other.x_f": {"tests/test_crawl.py::test_b"},  # a module not listed keeps what reached it
     }
 
 
-def test_every_mutated_module_names_unit_tests_and_fixture_tests_that_exist():
+def test_every_mutated_module_names_unit_tests_that_exist():
     mutated = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
     config = mutate_config(ROOT / "pyproject.toml")
     assert sorted(config["unit_tests"]) == sorted(path.removesuffix(".py").replace("/", ".") for path in mutated)
-    for tests in [*config["unit_tests"].values(), *config["fixture_tests"].values()]:
+    for tests in config["unit_tests"].values():
         for test in tests:
             file, _, name = test.partition("::")
             assert (ROOT / file).is_file(), test

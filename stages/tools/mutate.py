@@ -3,8 +3,7 @@
 Runs `mutmut run` (settings: [tool.mutmut] in pyproject.toml: which modules, which tests, and
 the lines left alone), each mutant against only its module's unit tests ([tool.mutate.unit_tests]:
 mutmut itself would run every selected test that reaches the mutated function, and the crawl and
-stage tests reach nearly everything) and the tests that reach it through a session fixture
-([tool.mutate.fixture_tests]), then reads mutmut's results (mutants/<module>.meta) and prints per
+stage tests reach nearly everything), then reads mutmut's results (mutants/<module>.meta) and prints per
 module how many of its mutants the tests killed, and every mutant that survived with its diff.
 Survivors that [[tool.mutate.equivalent]] in pyproject.toml names (equivalent mutants: changes
 that cannot alter what the code does) are listed apart with their reason and left out of the
@@ -65,18 +64,15 @@ def mutate_config(pyproject: Path = Path("pyproject.toml")) -> dict:
     return tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("mutate", {})
 
 
-def choose_tests(tests_by_function: dict[str, set[str]], known_tests: set[str], config: dict) -> None:
+def choose_tests(tests_by_function: dict[str, set[str]], config: dict) -> None:
     """mutmut's map {function: tests that reached it}, in place, narrowed to each module's unit
     tests ([tool.mutate.unit_tests]; a module not listed keeps every test that reached it, a
-    function no unit test reaches is left with none: its mutants count as "no tests"), then with
-    the tests that reach the module through a session fixture added ([tool.mutate.fixture_tests]:
-    mutmut credits a fixture's work to the first test that asked for it only)."""
-    unit_tests, fixture_tests = config.get("unit_tests", {}), config.get("fixture_tests", {})
+    function no unit test reaches is left with none: its mutants count as "no tests")."""
+    unit_tests = config.get("unit_tests", {})
     for function, tests in tests_by_function.items():
         module = function.rsplit(".", 1)[0]  # stages.split.x_spread, stages.sources.bing.xǁTaskQueueǁput
         if module in unit_tests:
             tests.intersection_update({test for test in tests if any(is_in(test, unit) for unit in unit_tests[module])})
-        tests.update(test for test in known_tests if any(is_in(test, unit) for unit in fixture_tests.get(module, [])))
 
 
 def is_in(test: str, unit: str) -> bool:
@@ -137,7 +133,7 @@ def print_table(results: dict[str, dict[str, str]], equivalents: list[dict]) -> 
 # mutmut started from `-c` rather than from its command file: worker processes that the code under
 # test starts (the crawl's pools) would run that file again, and with it mutmut's settings lookup
 # in the tests' temporary folders, where it fails. Its map of which tests reach which function is
-# narrowed to the unit tests (and given the fixtures' tests) once collected or loaded from an
+# narrowed to the unit tests once collected or loaded from an
 # earlier run, before any mutant runs; the file keeps mutmut's own map. This tool is loaded from
 # its path, not as `stages.tools`: importing `stages` here would shadow the mutated copy mutmut
 # puts first on sys.path.
@@ -150,8 +146,7 @@ import mutmut.__main__ as mutmut
 collect_or_load_stats = mutmut.collect_or_load_stats
 def collect_then_choose_tests(*args, **kwargs):
     collect_or_load_stats(*args, **kwargs)
-    state = mutmut.state()
-    tool.choose_tests(state.tests_by_mangled_function_name, set(state.duration_by_test), tool.mutate_config())
+    tool.choose_tests(mutmut.state().tests_by_mangled_function_name, tool.mutate_config())
 mutmut.collect_or_load_stats = collect_then_choose_tests
 sys.exit(mutmut.cli())
 """
