@@ -61,28 +61,54 @@ def test_export_parity_compares_each_model_with_pytorch_on_the_test_images(expor
     assert report["onnx-int8"]["max_abs_logit_diff"] > 10 * report["onnx"]["max_abs_logit_diff"]
 
 
-@pytest.mark.parametrize("required, article", [(5.0, 5.0), (5.0, 4.99), (0.5, 7.0)])
-def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(converted, monkeypatch, required, article):
-    # the timings are stood in for (the timing functions have their own tests): the verdict is
-    # checked at its edge, from the figure evaluate itself reports
-    monkeypatch.chdir(converted)
+class TimingStandIn:
+    """Stands in for one of evaluate's timing functions (they have their own tests): returns
+    `figure` and, with `keep`, what each call was given, the classifier as its logits on the test
+    images (which model it was)."""
+
+    def __init__(self, figure, keep: bool = False):
+        self.figure, self.keep, self.calls = figure, keep, []
+
+    def __call__(self, classifier, *args):
+        if self.keep:
+            images = preprocess_batch([e.path for e in read_split("test")], classifier.spec)
+            self.calls.append((classifier(images), *args))
+        return self.figure
+
+
+def run_evaluate(project: Path, monkeypatch, required: float, article: float, keep: bool = False):
+    """evaluate.main() on the tiny model's three formats, the timings stood in for: the evaluate
+    params, accuracy.json, speed.json and the stand-ins."""
+    monkeypatch.chdir(project)
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["evaluate"]["required_img_per_s"] = required
     params["evaluate"]["formats"] = ["onnx-int8", "pth", "onnx"]  # evaluated pth first: the others are compared with it
-    params_file(converted, params)
-    monkeypatch.setattr(evaluate, "article_img_per_s", lambda classifier, paths, passes: article)
-    monkeypatch.setattr(evaluate, "streaming_img_per_s", lambda *args: 2 * article)
-    monkeypatch.setattr(evaluate, "model_speed", lambda classifier, inputs, cfg: {"latency_ms_median": 1.0})
+    params_file(project, params)
+    timed = {"article_img_per_s": TimingStandIn(article, keep),
+             "streaming_img_per_s": TimingStandIn(2 * article + 0.004, keep),
+             "model_speed": TimingStandIn({"latency_ms_median": 1.25}, keep)}
+    for name, stand_in in timed.items():
+        monkeypatch.setattr(evaluate, name, stand_in)
     monkeypatch.setattr("sys.argv", ["evaluate", "--epochs", "1"])
     evaluate.main()
+    accuracy, speed = (json.loads(Path(f"metrics/evaluate/e1/{name}.json").read_text()) for name in ("accuracy", "speed"))
+    return params["evaluate"], accuracy, speed, timed
 
-    accuracy = json.loads(Path("metrics/evaluate/e1/accuracy.json").read_text())
-    speed = json.loads(Path("metrics/evaluate/e1/speed.json").read_text())
+
+def classifier(fmt: str):
+    return TorchClassifier(model_path(1, fmt)) if fmt == "pth" else OnnxClassifier(model_path(1, fmt))
+
+
+@pytest.mark.parametrize("required, article", [(5.0, 5.0), (5.0, 4.99), (5.0, 4.996), (0.5, 7.0)])
+def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(converted, monkeypatch, capsys, required, article):
+    # the verdict at its edge, from the figure evaluate itself measured: 4.996 img/s is reported
+    # as 5.0 and does not meet 5
+    cfg, accuracy, speed, _ = run_evaluate(converted, monkeypatch, required, article)
     test = read_split("test")
     actual = np.array([TINY_CLASSES.index(e.label) for e in test])
     predictions = {}
     for fmt in FORMATS:
-        model = TorchClassifier(model_path(1, fmt)) if fmt == "pth" else OnnxClassifier(model_path(1, fmt))
+        model = classifier(fmt)
         predictions[fmt] = np.array([model(preprocess_batch([e.path], model.spec)).argmax(1)[0] for e in test])
     assert list(accuracy) == list(speed)[4:] == ["pth", "onnx-int8", "onnx"]
     for fmt in FORMATS:
@@ -94,9 +120,31 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
             rows = list(csv.DictReader(f))
         assert [r["actual"] for r in rows] == [e.label for e in test]
         assert [r["predicted"] for r in rows] == [TINY_CLASSES[p] for p in predictions[fmt]]
-        assert speed[fmt]["article_img_per_s"] == article and speed[fmt]["streaming_img_per_s"] == 2 * article
+        assert speed[fmt]["article_img_per_s"] == round(article, 2)
+        assert speed[fmt]["streaming_img_per_s"] == round(2 * article + 0.004, 2)
+        assert speed[fmt]["latency_ms_median"] == 1.25
         assert speed[fmt]["meets_requirement"] is (article >= required)
     assert speed["required_img_per_s"] == required and speed["measured_on"]["id"] == "test"
-    assert (speed["threads"], speed["batch_size"]) == (params["evaluate"]["threads"], params["evaluate"]["batch_size"])
+    assert (speed["threads"], speed["batch_size"]) == (cfg["threads"], cfg["batch_size"])
+    assert capsys.readouterr().out.splitlines() == [
+        f"evaluate e1 {fmt}: accuracy {accuracy[fmt]['accuracy']:.3f}, {article:.2f} img/s (article's figure), "
+        "1.2 ms median latency" for fmt in accuracy
+    ]
     with open("metrics/evaluate/e1/training.csv", newline="") as f:
         assert list(csv.DictReader(f)) == [{"epoch": "1", **{figure: "0.5" for figure in TRAINING_FIGURES}}]
+
+
+def test_evaluate_times_each_formats_own_model_on_the_test_images_with_its_settings(converted, monkeypatch):
+    cfg, accuracy, _, timed = run_evaluate(converted, monkeypatch, 5.0, 6.0, keep=True)
+    paths, order = [e.path for e in read_split("test")], list(accuracy)
+    images = preprocess_batch(paths, classifier("onnx").spec)
+    expected = {fmt: classifier(fmt)(images) for fmt in order}
+    article_calls, streaming_calls, speed_calls = (timed[name].calls for name in timed)
+    assert [args for _, *args in article_calls] == [[paths, cfg["passes"]]] * len(order)
+    assert [args for _, *args in streaming_calls] == [[paths, cfg["batch_size"], cfg["threads"]]] * cfg["passes"] * len(order)
+    timed_models = [out for out, *_ in article_calls + streaming_calls[:: cfg["passes"]] + speed_calls]
+    for model_out, fmt in zip(timed_models, order * 3, strict=True):
+        np.testing.assert_allclose(model_out, expected[fmt], rtol=1e-5, atol=1e-5)
+    for _, inputs, speed_cfg in speed_calls:
+        np.testing.assert_array_equal(inputs, images)
+        assert speed_cfg.model_dump() == cfg
