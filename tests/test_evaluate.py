@@ -8,6 +8,7 @@ from birds_onnx.errors import BirdsOnnxError
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess
 from conftest import photo
+from stages.atomic import write_json
 from stages.errors import PipelineError
 from stages.evaluate import (article_img_per_s, measured_on, model_speed, predict_one_by_one, quality, streaming_img_per_s,
                              timed_runs, training_history)
@@ -119,6 +120,14 @@ def test_the_measuring_machine_is_what_the_machine_stage_recorded(tmp_path, monk
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/machine.json").write_text(json.dumps({"cpu": "Test CPU", "logical_cpus": 4, "id": "x1", "flags": ["avx2"]}))
     assert measured_on() == {"cpu": "Test CPU", "logical_cpus": 4, "id": "x1"}
+
+
+def test_a_cpu_name_beyond_ascii_is_read_whatever_the_locale(tmp_path, monkeypatch, ascii_locale):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    machine = {"cpu": "Intel® Xeon® Gold 6430", "logical_cpus": 64, "id": "x2"}
+    write_json(tmp_path / "metrics/machine.json", machine)  # as the machine stage writes it: UTF-8
+    assert measured_on() == machine
 
 
 def test_model_speed_figures_keep_their_precision_and_percentile(monkeypatch):
