@@ -27,6 +27,15 @@ def test_quality_counts_accuracy_recall_and_agreement():
     assert q["agreement_with_pth"] == round(4 / 6, 6)
 
 
+def test_recall_is_per_class_of_the_model_even_for_a_class_missing_from_the_test_images():
+    # "c" has no test image and is never predicted: its recall is 0, and "d"'s stays "d"'s
+    classes = ["a", "b", "c", "d"]
+    actual = np.array([0, 0, 0, 1, 3, 3])
+    predicted = np.array([0, 1, 1, 1, 3, 0])
+    q = quality(classes, actual, predicted, predicted)
+    assert q["recall"] == {"a": 0.333333, "b": 1.0, "c": 0.0, "d": 0.5}
+
+
 def test_timed_runs_counts_calls():
     calls = []
     times = timed_runs(lambda: calls.append(1), warmup=2, runs=5)
