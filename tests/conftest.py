@@ -5,9 +5,11 @@ from __future__ import annotations
 import locale
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +33,33 @@ if STATS_PASS:
     import mutmut.mutation.trampoline
 
     mutmut.mutation.trampoline._mutant_under_test = os.environ.pop("MUTANT_UNDER_TEST")
+
+# mutmut ends a mutant's tests when they pass a limit of CPU time. A mutant that leaves the crawl
+# waiting on a hung decoder (its per-file timeout dropped) uses none, and hung a run. So a
+# mutant's tests get this much wall time, then end as mutmut's own limit ends them (SIGXCPU:
+# counted as a timeout, i.e. caught), their worker processes first.
+MUTANT_WALL_LIMIT_S = 600
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mutant_wall_limit() -> Iterator[None]:
+    if os.environ.get("MUTANT_UNDER_TEST", "") in ("", "stats", "fail"):  # no mutant, or mutmut's own passes
+        yield
+        return
+
+    def out_of_time() -> None:
+        import psutil
+
+        print(f"mutant's tests still running after {MUTANT_WALL_LIMIT_S} s: ended as a timeout", file=sys.stderr, flush=True)
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+        os.kill(os.getpid(), signal.SIGXCPU)
+
+    timer = threading.Timer(MUTANT_WALL_LIMIT_S, out_of_time)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
 
 
 def tiny_params() -> dict:
