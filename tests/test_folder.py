@@ -3,6 +3,7 @@
 import hashlib
 import io
 import os
+import time
 from collections import Counter
 
 import numpy as np
@@ -118,8 +119,11 @@ def test_every_file_is_examined_hidden_ones_skipped_and_sources_are_the_original
     (tmp_path / "gull" / "c.jpg").write_bytes(encode(picture(3)))
     (tmp_path / "unlisted").mkdir()
 
+    started = time.perf_counter()
     cleaned = clean(read_folder(tmp_path, ["crow", "gull"]), tmp_path / "out", min_side=64, near_duplicate_distance=4)
+    elapsed = time.perf_counter() - started
 
+    assert 0 < cleaned.dedupe_s < elapsed  # the duplicate search's own time, a part of the whole
     assert [(k.name, k.found.source) for k in cleaned.kept] == [
         ("crow/crow_000.jpg", f"{tmp_path.as_posix()}/crow/a.jpg"),
         ("crow/crow_001.png", f"{tmp_path.as_posix()}/crow/more/b.png"),
