@@ -2,11 +2,14 @@
 
 import hashlib
 import html
+import queue
 import socket
+import threading
 
 import pytest
 import requests
 import urllib3
+from icrawler.utils import Signal
 
 from conftest import params_file, tiny_params
 from fake_bing import Served, bomb_png, encode, picture
@@ -260,3 +263,32 @@ def test_the_crawl_keeps_results_in_bings_order_up_to_the_max_num_th_download(tm
     downloader.max_num = 0  # no cap: every finished result without a gap
     assert [r["filename"] for r in downloader.in_result_order()] == ["a.jpg", "b.jpg", None, "c.jpg", "d.jpg"]
     assert not downloader.reach_max_num()
+
+
+def test_a_put_waits_for_room_until_the_crawl_stops_and_a_seen_result_is_not_put_again():
+    signal = Signal()
+    signal.set(reach_max_num=False)
+    tasks = bing.TaskQueue(signal, maxsize=1)
+
+    def put_in_thread(task: dict) -> threading.Thread:
+        thread = threading.Thread(target=tasks.put, args=(task,), daemon=True)
+        thread.start()
+        return thread
+
+    tasks.put({"file_url": "a"})
+    again = put_in_thread({"file_url": "a"})  # seen already: dropped, not waiting for room
+    again.join(10)
+    assert not again.is_alive() and tasks.qsize() == 1
+
+    waiting = put_in_thread({"file_url": "b"})
+    waiting.join(3 * bing.POLL_S)
+    assert waiting.is_alive()  # the queue is full: b waits, it is not lost
+    assert queue.Queue.get(tasks)["file_url"] == "a"
+    waiting.join(10)
+    assert not waiting.is_alive() and queue.Queue.get_nowait(tasks) == {"file_url": "b", "index": 1}
+
+    tasks.put({"file_url": "c"})
+    stopped = put_in_thread({"file_url": "d"})
+    signal.set(reach_max_num=True)  # the crawl has its images: a waiting put gives up
+    stopped.join(10)
+    assert not stopped.is_alive() and [queue.Queue.get_nowait(tasks)["file_url"]] == ["c"] and tasks.empty()
