@@ -41,9 +41,16 @@ if STATS_PASS:
 MUTANT_WALL_LIMIT_S = 600
 
 
+def mutant_under_test() -> str:
+    """The mutant whose tests this process runs under `make mutate`, or "" (no mutmut, or one of
+    its own passes: "stats", "fail")."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    return "" if mutant in ("stats", "fail") else mutant
+
+
 @pytest.fixture(scope="session", autouse=True)
 def mutant_wall_limit() -> Iterator[None]:
-    if os.environ.get("MUTANT_UNDER_TEST", "") in ("", "stats", "fail"):  # no mutant, or mutmut's own passes
+    if not mutant_under_test():
         yield
         return
 
@@ -189,10 +196,9 @@ REACHED_BY_FIXTURE: dict[str, set[str]] = {}  # fixture name -> the functions of
 def built_once_per_mutation_run(name: str, dest: Path, build, rebuilt_for_mutants_of: str = "") -> None:
     """build(dest), or under mutmut a copy of the unmutated code's build (see above). `name` is
     the fixture's name."""
-    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    in_mutant = mutant not in ("", "stats", "fail")  # mutmut's own passes, or no mutmut at all
+    mutant = mutant_under_test()
     cached = MUTATION_CACHE / name
-    if in_mutant and cached.is_dir() and not (rebuilt_for_mutants_of and mutant.startswith(rebuilt_for_mutants_of)):
+    if mutant and cached.is_dir() and not (rebuilt_for_mutants_of and mutant.startswith(rebuilt_for_mutants_of)):
         shutil.copytree(cached, dest, dirs_exist_ok=True)
         return
     if STATS_PASS and rebuilt_for_mutants_of:
@@ -204,7 +210,7 @@ def built_once_per_mutation_run(name: str, dest: Path, build, rebuilt_for_mutant
         hits.update(before)
     else:
         build(dest)
-    if "mutmut" in sys.modules and not in_mutant:
+    if "mutmut" in sys.modules and not mutant:
         shutil.rmtree(cached, ignore_errors=True)
         shutil.copytree(dest, cached)
 

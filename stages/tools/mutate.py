@@ -3,8 +3,9 @@
 Runs `mutmut run` (settings: [tool.mutmut] in pyproject.toml: which modules, which tests, and
 the lines left alone), each mutant against only its module's unit tests ([tool.mutate.unit_tests]:
 mutmut itself would run every selected test that reaches the mutated function, and the crawl and
-stage tests reach nearly everything), then reads mutmut's results (mutants/<module>.meta) and prints per
-module how many of its mutants the tests killed, and every mutant that survived with its diff.
+stage tests reach nearly everything), then reads mutmut's results (mutants/<module>.meta) and
+prints per module how many of its mutants the tests killed, and every mutant that survived with
+its diff.
 Survivors that [[tool.mutate.equivalent]] in pyproject.toml names (equivalent mutants: changes
 that cannot alter what the code does) are listed apart with their reason and left out of the
 score. Exit status 1 when a module scores under the goal.
@@ -133,10 +134,9 @@ def print_table(results: dict[str, dict[str, str]], equivalents: list[dict]) -> 
 # mutmut started from `-c` rather than from its command file: worker processes that the code under
 # test starts (the crawl's pools) would run that file again, and with it mutmut's settings lookup
 # in the tests' temporary folders, where it fails. Its map of which tests reach which function is
-# narrowed to the unit tests once collected or loaded from an
-# earlier run, before any mutant runs; the file keeps mutmut's own map. This tool is loaded from
-# its path, not as `stages.tools`: importing `stages` here would shadow the mutated copy mutmut
-# puts first on sys.path.
+# narrowed to the unit tests once collected or loaded from an earlier run, before any mutant runs;
+# the file keeps mutmut's own map. This tool is loaded from its path, not as `stages.tools`:
+# importing `stages` here would shadow the mutated copy mutmut puts first on sys.path.
 RUN_MUTMUT = """
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location("mutate_tool", sys.argv.pop(1))
