@@ -19,7 +19,7 @@ from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess_batch
 from stages import evaluate
 from stages.export import parity
-from stages.formats import TorchClassifier, model_path
+from stages.formats import TorchClassifier, load_classifier, model_path
 from stages.manifest import read_split
 from stages.results import TRAINING_FIGURES
 
@@ -95,10 +95,6 @@ def run_evaluate(project: Path, monkeypatch, required: float, article: float, ke
     return params["evaluate"], accuracy, speed, timed
 
 
-def classifier(fmt: str):
-    return TorchClassifier(model_path(1, fmt)) if fmt == "pth" else OnnxClassifier(model_path(1, fmt))
-
-
 @pytest.mark.parametrize("required, article", [(5.0, 5.0), (5.0, 4.99), (5.0, 4.996), (0.5, 7.0)])
 def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(converted, monkeypatch, capsys, required, article):
     # the verdict at its edge, from the figure evaluate itself measured: 4.996 img/s is reported
@@ -108,7 +104,7 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
     actual = np.array([TINY_CLASSES.index(e.label) for e in test])
     predictions = {}
     for fmt in FORMATS:
-        model = classifier(fmt)
+        model = load_classifier(fmt, model_path(1, fmt), threads=1)
         predictions[fmt] = np.array([model(preprocess_batch([e.path], model.spec)).argmax(1)[0] for e in test])
     assert list(accuracy) == list(speed)[4:] == ["pth", "onnx-int8", "onnx"]
     for fmt in FORMATS:
@@ -137,8 +133,9 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
 def test_evaluate_times_each_formats_own_model_on_the_test_images_with_its_settings(converted, monkeypatch):
     cfg, accuracy, _, timed = run_evaluate(converted, monkeypatch, 5.0, 6.0, keep=True)
     paths, order = [e.path for e in read_split("test")], list(accuracy)
-    images = preprocess_batch(paths, classifier("onnx").spec)
-    expected = {fmt: classifier(fmt)(images) for fmt in order}
+    models = {fmt: load_classifier(fmt, model_path(1, fmt), threads=1) for fmt in order}
+    images = preprocess_batch(paths, models["onnx"].spec)
+    expected = {fmt: model(images) for fmt, model in models.items()}
     article_calls, streaming_calls, speed_calls = (timed[name].calls for name in timed)
     assert [args for _, *args in article_calls] == [[paths, cfg["passes"]]] * len(order)
     assert [args for _, *args in streaming_calls] == [[paths, cfg["batch_size"], cfg["threads"]]] * cfg["passes"] * len(order)
