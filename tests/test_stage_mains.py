@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import yaml
-from onnx import numpy_helper
 
 from conftest import TINY_CLASSES, params_file
+from test_model_export import activation_scales
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess_batch
 from stages import evaluate
@@ -26,14 +25,6 @@ from stages.results import TRAINING_FIGURES
 FORMATS = ["pth", "onnx", "onnx-int8"]
 
 
-def input_scale(model: Path) -> float:
-    """The scale of the int8 model's first QuantizeLinear, the one on the input image."""
-    proto = onnx.load(str(model))
-    [node] = [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "image"]
-    scales = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    return float(scales[node.input[1]])
-
-
 def minmax_scale(batch: np.ndarray) -> float:
     return (max(batch.max(), 0.0) - min(batch.min(), 0.0)) / 255  # uint8 over a range holding 0
 
@@ -41,7 +32,7 @@ def minmax_scale(batch: np.ndarray) -> float:
 def test_int8_calibration_uses_the_training_images(exported, monkeypatch):
     monkeypatch.chdir(exported)
     spec = TorchClassifier(Path("models/e1/model.pth")).spec
-    scale = input_scale(Path("models/e1/model.int8.onnx"))
+    scale = activation_scales(Path("models/e1/model.int8.onnx"))["image"]
     train = preprocess_batch([e.path for e in read_split("train")], spec)
     test = preprocess_batch([e.path for e in read_split("test")], spec)
     assert scale == pytest.approx(minmax_scale(train), rel=1e-4)
