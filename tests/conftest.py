@@ -142,10 +142,40 @@ def copy_project(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, dirs_exist_ok=True, copy_function=link_weights)
 
 
-def pytest_report_header(config) -> str:
+# `make test` runs the modules in parallel (pytest-xdist: `-n auto --dist loadfile` in
+# pyproject.toml), each module whole on one worker, so its shared pipeline is built once.
+# Much of a tiny pipeline is one busy core (starting torch, DVC, torch.export), so two workers
+# on two cores finish sooner than one. But each worker needs its own disk for the pipelines it
+# holds at once: where that disk is short there are fewer workers, down to one.
+DISK_PER_WORKER = 2 * 2**30
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: the hook exists where xdist is installed
+def pytest_xdist_auto_num_workers(config) -> int | None:
+    """`-n auto`: one worker per core this process may use, as many as the free disk allows.
+    (PYTEST_XDIST_AUTO_NUM_WORKERS, if set, is left to pytest-xdist: it is the user's choice.)"""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, temporary_disk_free(config) // DISK_PER_WORKER))
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The modules holding slow tests first: a long module handed to a worker last would run
+    alone at the end while the other workers idle (pyproject.toml keeps xdist to this order)."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)  # stable: file order kept
+
+
+def temporary_disk_free(config) -> int:
+    """Free bytes where pytest puts temporary folders."""
     basetemp = config.option.basetemp  # --basetemp: a folder pytest creates
-    free = shutil.disk_usage(Path(basetemp).resolve().parent if basetemp else tempfile.gettempdir()).free
-    return f"free disk for temporary files: {free / 2**30:.1f} GiB (the suite needs about 2 GiB at its peak)"
+    return shutil.disk_usage(Path(basetemp).resolve().parent if basetemp else tempfile.gettempdir()).free
+
+
+def pytest_report_header(config) -> str:
+    return (f"free disk for temporary files: {temporary_disk_free(config) / 2**30:.1f} GiB "
+            f"(each test worker needs about {DISK_PER_WORKER / 2**30:.0f} GiB at its peak)")
 
 
 @pytest.fixture

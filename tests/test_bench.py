@@ -55,6 +55,7 @@ def test_pipeline_models_are_used_when_built(tmp_path, tiny_models, monkeypatch)
     assert str(pipeline_models(params, 1)) == "models/e1"
 
 
+@pytest.mark.slow
 def test_bench_runs_in_a_fresh_clone(tmp_path):
     project = make_project(tmp_path / "project", tiny_params())
     result = run(["python", "-m", "stages.tools.bench", "--warmup", "1", "--runs", "2", "--rounds", "1", "--folder-images", "12"], project)

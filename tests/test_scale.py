@@ -82,8 +82,11 @@ def test_a_clone_pulls_the_outputs_from_a_remote_instead_of_training(clone_a):
 
 def test_queued_experiments_both_finish_with_their_metrics(clone_a):
     clone_b = clone_a.parent / "b"
-    for lr in ("0.002", "0.004"):  # one setting of 1 epoch: half the time of the tiny profile's two
-        run(["dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}", "-S", "train.epochs=[1]"], clone_b)
+    # one retrains (one setting of 1 epoch: half the time of the tiny profile's two), the other only
+    # measures again: the queue reruns what an experiment's params change and keeps the rest
+    experiments = {"retrain": ["-S", "train.lr=0.002", "-S", "train.epochs=[1]"], "remeasure": ["-S", "evaluate.batch_size=4"]}
+    for name, settings in experiments.items():
+        run(["dvc", "exp", "run", "--queue", "--name", name, *settings], clone_b)
     run(["dvc", "queue", "start", "--jobs", "1"], clone_b)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
@@ -92,14 +95,17 @@ def test_queued_experiments_both_finish_with_their_metrics(clone_a):
             break
         time.sleep(5)
     assert status.count("Success") == 2, status
+    remeasured = run(["dvc", "queue", "logs", "remeasure"], clone_b).stdout
+    assert "Running stage 'evaluate@2'" in remeasured and "Running stage 'train@2'" not in remeasured, remeasured
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], clone_b).stdout)
-    runs = [r for commit in shown for exp in (commit.get("experiments") or []) for r in exp["revs"]]
-    finished = {r["data"]["params"]["params.yaml"]["data"]["train"]["lr"]: r["data"]["metrics"] for r in runs}
-    assert set(finished) == {0.002, 0.004}, shown
-    for metrics in finished.values():
-        headline = metrics["metrics/summary/1/pth.json"]["data"]  # the headline `dvc metrics show` prints
-        assert headline["epochs"] == 1 and 0 <= headline["accuracy"] <= 1
+    finished = {exp["name"]: exp["revs"][0]["data"] for commit in shown for exp in (commit.get("experiments") or [])}
+    assert finished.keys() == {"retrain", "remeasure"}, shown
+    params = {name: data["params"]["params.yaml"]["data"] for name, data in finished.items()}
+    assert params["retrain"]["train"]["lr"] == 0.002 and params["remeasure"]["evaluate"]["batch_size"] == 4
+    for name, epochs in (("retrain", 1), ("remeasure", 2)):
+        headline = finished[name]["metrics"]["metrics/summary/1/pth.json"]["data"]  # what `dvc metrics show` prints
+        assert headline["epochs"] == epochs and 0 <= headline["accuracy"] <= 1
 
 
 def test_a_failed_rank_fails_training_with_one_line_and_no_model(clone_a):

@@ -42,11 +42,12 @@ def test_int8_calibration_uses_the_training_images(exported, monkeypatch):
 def test_export_parity_compares_each_model_with_pytorch_on_the_test_images(exported, monkeypatch):
     monkeypatch.chdir(exported)
     report = json.loads(Path("metrics/e1/export.json").read_text())
-    torch_model = TorchClassifier(Path("models/e1/model.pth"))
+    threads = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))["evaluate"]["threads"]  # as evaluate runs them
+    torch_model = TorchClassifier(Path("models/e1/model.pth"), threads)
     batch = preprocess_batch([e.path for e in read_split("test")], torch_model.spec)
     reference = torch_model(batch)
     for fmt, file in (("onnx", "model.onnx"), ("onnx-int8", "model.int8.onnx")):
-        expected = parity(reference, OnnxClassifier(Path("models/e1") / file)(batch))
+        expected = parity(reference, OnnxClassifier(Path("models/e1") / file, threads)(batch))
         assert report[fmt]["max_abs_logit_diff"] == pytest.approx(expected["max_abs_logit_diff"], rel=1e-5)
         assert report[fmt]["top1_agreement"] == expected["top1_agreement"]
     assert report["onnx-int8"]["max_abs_logit_diff"] > 10 * report["onnx"]["max_abs_logit_diff"]

@@ -199,6 +199,7 @@ def test_train_bench_prints_both_settings(project):
     assert "speed-up of the chosen setting" in out and "input pipeline" in out
 
 
+@pytest.mark.slow
 def test_train_bench_times_the_loop_per_setting(project):
     out = run([sys.executable, "-m", "stages.tools.train_bench", "--loop-only", "--images", "4,8",
                "--loop-steps", "1", "--loop-warmup", "0"], project).stdout

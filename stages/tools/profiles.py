@@ -16,6 +16,9 @@ def tiny(raw: dict) -> dict:
     raw["split"] = {"train": 15, "test": 6}
     raw["preprocess"].update(resize=72, crop=64)
     raw["train"].update(epochs=[1, 2], batch_size=4, compile=False)  # compiling takes a minute
+    # one thread per stage: the tests run two pipelines at once on two cores, and threads that
+    # outnumber the cores spin waiting for each other (at 64 px a second thread gains little)
+    raw["train"]["threads"] = raw["evaluate"]["threads"] = 1
     raw["export"]["int8"].update(calibration_images=6)
     raw["evaluate"].update(passes=1, warmup=1, timed_runs=3, batch_size=2)
     return raw
