@@ -70,7 +70,7 @@ def mutant_wall_limit() -> Iterator[None]:
 
 
 def tiny_params() -> dict:
-    """params.yaml shrunk to seconds (stages/tools/profiles.py): 3 classes, 8 small images each, 64 px crops, epochs 1 and 2."""
+    """params.yaml shrunk to seconds (stages/tools/profiles.py): 3 classes, 8 small images each, 64 px crops, epochs 1 and 2, one thread."""
     return tiny(yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8")))
 
 

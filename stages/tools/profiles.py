@@ -8,7 +8,7 @@ import copy
 
 def tiny(raw: dict) -> dict:
     """A copy of params.yaml (as parsed) shrunk to seconds: 3 classes, 8 small images each,
-    64 px crops, epochs 1 and 2."""
+    64 px crops, epochs 1 and 2, one thread per stage."""
     raw = copy.deepcopy(raw)
     raw["classes"] = raw["classes"][:3]
     raw["crawl"]["synthetic"].update(total_images=24, min_size=48, max_size=96)
