@@ -175,7 +175,7 @@ def temporary_disk_free(config) -> int:
 
 def pytest_report_header(config) -> str:
     return (f"free disk for temporary files: {temporary_disk_free(config) / 2**30:.1f} GiB "
-            f"(each test worker needs about {DISK_PER_WORKER / 2**30:.0f} GiB at its peak)")
+            f"(one test worker starts per {DISK_PER_WORKER / 2**30:.0f} GiB, up to one per core)")
 
 
 @pytest.fixture
