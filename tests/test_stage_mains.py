@@ -20,6 +20,7 @@ from stages import evaluate
 from stages.export import parity
 from stages.formats import TorchClassifier, load_classifier, model_path
 from stages.manifest import read_split
+from stages.params import load_params
 from stages.results import TRAINING_FIGURES
 
 FORMATS = ["pth", "onnx", "onnx-int8"]
@@ -42,7 +43,7 @@ def test_int8_calibration_uses_the_training_images(exported, monkeypatch):
 def test_export_parity_compares_each_model_with_pytorch_on_the_test_images(exported, monkeypatch):
     monkeypatch.chdir(exported)
     report = json.loads(Path("metrics/e1/export.json").read_text())
-    threads = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))["evaluate"]["threads"]  # as evaluate runs them
+    threads = load_params("evaluate.threads").evaluate.threads  # as the stage reads it
     torch_model = TorchClassifier(Path("models/e1/model.pth"), threads)
     batch = preprocess_batch([e.path for e in read_split("test")], torch_model.spec)
     reference = torch_model(batch)
