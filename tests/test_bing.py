@@ -225,11 +225,14 @@ def test_the_parser_keeps_web_images_with_their_page_and_skips_the_rest(tmp_path
         '{"murl": "ftp://c.example/3.jpg"}',
         "not json",
         '{"purl": "https://d.example/p4"}',  # no image
+        '["https://e.example/5.jpg"]', '"https://f.example/6.jpg"', '{"murl": 7}',  # JSON, but not a result
+        '{"murl": "https://g.example/8.jpg", "purl": null}',
     ]
     body = "".join(f'<div class="imgpt"><a class="iusc" m="{html.escape(m)}"></a></div>' for m in links)
     assert list(parser.parse(page(200, body))) == [
         {"file_url": "https://a.example/1.jpg", "page_url": "https://a.example/p1"},
         {"file_url": "http://b.example/2.png", "page_url": ""},
+        {"file_url": "https://g.example/8.jpg", "page_url": ""},
     ]
     assert list(parser.parse(page(503, body))) == [] and parser.pages_read == 1  # a failed page is not read
 
@@ -292,3 +295,20 @@ def test_a_put_waits_for_room_until_the_crawl_stops_and_a_seen_result_is_not_put
     signal.set(reach_max_num=True)  # the crawl has its images: a waiting put gives up
     stopped.join(10)
     assert not stopped.is_alive() and [queue.Queue.get_nowait(tasks)["file_url"]] == ["c"] and tasks.empty()
+
+
+@pytest.mark.parametrize("cls, method", [(bing.EndpointFeeder, "feed"), (bing.JsonParser, "parse")])
+def test_a_search_thread_that_fails_ends_the_crawl_instead_of_hanging_it(fake_bing, monkeypatch, cls, method):
+    """The threads after it wait for it to say it is done, which a thread that died cannot (an
+    error in icrawler's parser loop, say): the crawl itself looks whether each one still runs."""
+    def fails(self, *args, **kwargs):
+        raise RuntimeError(f"{cls.__name__} failed")
+
+    fake_bing.add(MYNA.keyword, "ok.jpg", Served(encode(picture(1))))
+    monkeypatch.setattr(cls, method, fails)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the dying thread's traceback: expected here
+    cfg = BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=10)
+    search = threading.Thread(target=lambda: list(bing.search([MYNA], cfg)), daemon=True)
+    search.start()
+    search.join(10)
+    assert not search.is_alive(), f"a failed {cls.__name__} left the crawl waiting"

@@ -30,6 +30,7 @@ import logging
 import queue
 import threading
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -164,7 +165,7 @@ class EndpointFeeder(BingFeeder):
             self.page_urls.append(url)
             self.out_queue.put(url)
         # One feeder thread: the parser may stop once the queue is empty, without waiting for
-        # icrawler's once-a-second check (which would cost every class a second).
+        # BingCrawler.crawl() to see that this thread ended.
         self.signal.set(feeder_exited=True)
 
 
@@ -189,9 +190,11 @@ class JsonParser(BingParser):
                 meta = json.loads(link["m"])  # BeautifulSoup has already unescaped the attribute
             except json.JSONDecodeError:
                 continue
-            image_url = meta.get("murl", "")
-            if image_url.startswith(("http://", "https://")):
-                yield dict(file_url=image_url, page_url=meta.get("purl", ""))
+            if not isinstance(meta, dict):
+                continue  # an error here would end the parser's thread, and the crawl of the class
+            image_url, page_url = meta.get("murl"), meta.get("purl")
+            if isinstance(image_url, str) and image_url.startswith(("http://", "https://")):
+                yield dict(file_url=image_url, page_url=page_url if isinstance(page_url, str) else "")
 
 
 class ProvenanceDownloader(ImageDownloader):
@@ -273,7 +276,7 @@ class TaskQueue(CachedQueue):
 
 
 class BingCrawler(Crawler):
-    """icrawler's Crawler with the parts above: one search (keyword) per crawl() call."""
+    """icrawler's Crawler with the parts above, for one search (keyword): one crawl() call."""
 
     def __init__(self, retries: int, threads: int, trust_env: bool, root_dir: Path):
         self.retries, self.trust_env = retries, trust_env
@@ -286,6 +289,20 @@ class BingCrawler(Crawler):
             log_level=logging.WARNING,
         )
         self.parser.out_queue = self.downloader.in_queue = TaskQueue(self.signal, self.parser.out_queue.maxsize)
+
+    def crawl(self, feeder_kwargs, parser_kwargs, downloader_kwargs):
+        """icrawler's crawl(), looking every POLL_S instead of every second whether the threads
+        are done (which cost every class up to a second after its last download). A feeder or
+        parser thread that died is seen here too, and lets the threads after it stop."""
+        self.feeder.start(**feeder_kwargs)
+        self.parser.start(**parser_kwargs)
+        self.downloader.start(**downloader_kwargs)
+        while self.downloader.is_alive():
+            if not self.feeder.is_alive():
+                self.signal.set(feeder_exited=True)
+            if not self.parser.is_alive():
+                self.signal.set(parser_exited=True)
+            time.sleep(POLL_S)
 
     def set_session(self, headers=None):
         super().set_session(headers)  # icrawler's browser-like headers
