@@ -162,7 +162,13 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
 
 def pytest_collection_modifyitems(items) -> None:
     """The modules holding slow tests first: a long module handed to a worker last would run
-    alone at the end while the other workers idle (pyproject.toml keeps xdist to this order)."""
+    alone at the end while the other workers idle (pyproject.toml keeps xdist to this order).
+    Under `make mutate`, a mutant's tests in their own order (mutant_tests_in_order)."""
+    if mutant_under_test():
+        import mutmut
+
+        mutant_tests_in_order(items, mutant_under_test(), mutmut.state().duration_by_test)
+        return
     slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.module.__name__ not in slow_modules)  # stable: file order kept
 
@@ -223,11 +229,15 @@ MUTATION_CACHE = ROOT / ".mutation_cache"
 REACHED_BY_FIXTURE: dict[str, set[str]] = {}  # fixture name -> the functions of the rebuilt module its build reached
 
 
-def built_once_per_mutation_run(name: str, dest: Path, build, rebuilt_for_mutants_of: str = "") -> None:
+REBUILT_FOR_MUTANTS_OF = {"exported": "stages.export."}  # fixture name -> the module whose mutants rebuild it
+
+
+def built_once_per_mutation_run(name: str, dest: Path, build) -> None:
     """build(dest), or under mutmut a copy of the unmutated code's build (see above). `name` is
     the fixture's name."""
     mutant = mutant_under_test()
     cached = MUTATION_CACHE / name
+    rebuilt_for_mutants_of = REBUILT_FOR_MUTANTS_OF.get(name, "")
     if mutant and cached.is_dir() and not (rebuilt_for_mutants_of and mutant.startswith(rebuilt_for_mutants_of)):
         shutil.copytree(cached, dest, dirs_exist_ok=True)
         return
@@ -243,6 +253,17 @@ def built_once_per_mutation_run(name: str, dest: Path, build, rebuilt_for_mutant
     if "mutmut" in sys.modules and not mutant:
         shutil.rmtree(cached, ignore_errors=True)
         shutil.copytree(dest, cached)
+
+
+def mutant_tests_in_order(items, mutant: str, seconds_by_test: dict[str, float]) -> None:
+    """A mutant's tests, fastest first, so that a mutant the tests kill stops (-x) after the
+    fewest seconds: first those that need no fixture rebuilt for this mutant, then by the
+    seconds each took in mutmut's stats pass. (mutmut orders them so itself when it forks each
+    mutant from its own process, but not from its fork server, which torch needs.)"""
+    def rebuilds(item) -> bool:
+        return any(mutant.startswith(REBUILT_FOR_MUTANTS_OF[f]) for f in REBUILT_FOR_MUTANTS_OF if f in item.fixturenames)
+
+    items.sort(key=lambda item: (rebuilds(item), seconds_by_test.get(item.nodeid, 0.0)))
 
 
 def pytest_runtest_call(item) -> None:
@@ -337,7 +358,7 @@ def exported(stage_project, tmp_path_factory) -> Path:
             export.main()
 
     root = tmp_path_factory.mktemp("exported")
-    built_once_per_mutation_run("exported", root, run_export, rebuilt_for_mutants_of="stages.export.")
+    built_once_per_mutation_run("exported", root, run_export)
     return root
 
 

@@ -1,5 +1,5 @@
 """How `make test` runs the suite: in parallel workers, as many as the cores and the disk allow,
-the modules with slow tests handed out first."""
+the modules with slow tests handed out first; and how `make mutate` orders a mutant's tests."""
 
 from __future__ import annotations
 
@@ -28,3 +28,15 @@ def test_modules_holding_slow_tests_come_first_each_in_its_own_order():
              item("test_d", "d1", slow=True), item("test_d", "d2")]
     conftest.pytest_collection_modifyitems(items)
     assert [i.name for i in items] == ["b1", "b2", "d1", "d2", "a1", "c1"]
+
+
+def test_a_mutants_tests_run_fastest_first_and_those_rebuilding_a_fixture_for_it_last():
+    def item(nodeid: str, *fixtures: str):
+        return SimpleNamespace(nodeid=nodeid, fixturenames=list(fixtures))
+
+    seconds = {"slow": 3.0, "reads_export": 0.1, "fast": 0.2, "faster": 0.05}
+    items = [item("slow", "tmp_path"), item("reads_export", "exported_models", "exported"), item("fast"), item("faster")]
+    conftest.mutant_tests_in_order(items, "stages.export.x_main__mutmut_7", seconds)
+    assert [i.nodeid for i in items] == ["faster", "fast", "slow", "reads_export"]  # export's mutant: rebuilt last
+    conftest.mutant_tests_in_order(items, "stages.report.x_table__mutmut_7", seconds)
+    assert [i.nodeid for i in items] == ["faster", "reads_export", "fast", "slow"]  # a copy of the build: 0.1 s
