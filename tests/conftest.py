@@ -164,10 +164,10 @@ def pytest_collection_modifyitems(items) -> None:
     """The modules holding slow tests first: a long module handed to a worker last would run
     alone at the end while the other workers idle (pyproject.toml keeps xdist to this order).
     Under `make mutate`, a mutant's tests in their own order (mutant_tests_in_order)."""
-    if mutant_under_test():
+    if mutant := mutant_under_test():
         import mutmut
 
-        mutant_tests_in_order(items, mutant_under_test(), mutmut.state().duration_by_test)
+        mutant_tests_in_order(items, mutant, mutmut.state().duration_by_test)
         return
     slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.module.__name__ not in slow_modules)  # stable: file order kept
@@ -261,7 +261,7 @@ def mutant_tests_in_order(items, mutant: str, seconds_by_test: dict[str, float])
     seconds each took in mutmut's stats pass. (mutmut orders them so itself when it forks each
     mutant from its own process, but not from its fork server, which torch needs.)"""
     def rebuilds(item) -> bool:
-        return any(mutant.startswith(REBUILT_FOR_MUTANTS_OF[f]) for f in REBUILT_FOR_MUTANTS_OF if f in item.fixturenames)
+        return any(mutant.startswith(module) for f, module in REBUILT_FOR_MUTANTS_OF.items() if f in item.fixturenames)
 
     items.sort(key=lambda item: (rebuilds(item), seconds_by_test.get(item.nodeid, 0.0)))
 
