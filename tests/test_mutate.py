@@ -18,6 +18,13 @@ def test_a_survivor_is_equivalent_only_for_its_function_and_its_change():
     assert why_equivalent("stages.split.x_check_enough__mutmut_8", ["-    x = [2] * len(a)", "+    x = None"], [RULE]) is None
 
 
+def test_a_mutant_that_only_removes_a_line_is_matched_by_what_it_removes():
+    rule = {"function": "stages.export.x_export_onnx", "changed": r"^ +dynamo=True,$", "why": "the default"}
+    assert why_equivalent("stages.export.x_export_onnx__mutmut_29", ["-            dynamo=True,"], [rule]) == "the default"
+    # a mutant that adds a line is matched by it alone: the line it replaced is what it changed
+    assert why_equivalent("stages.export.x_export_onnx__mutmut_31", ["-            dynamo=True,", "+            dynamo=False,"], [rule]) is None
+
+
 def test_equivalent_mutants_leave_the_score():
     assert score(Counter(killed=8, survived=1, equivalent=1)) == 8 / 9
     assert score(Counter(killed=6, timeout=2, survived=1, **{"no tests": 1, "not checked": 5})) == 8 / 10

@@ -90,10 +90,12 @@ def changed_lines(name: str, module: str) -> list[str]:
 
 
 def why_equivalent(name: str, changed: list[str], equivalents: list[dict]) -> str | None:
+    """The reason of the first rule naming this mutant's function whose regex matches a line the
+    mutant adds, or, for a mutant that only removes lines (an argument dropped), one it removes."""
+    added = [line[1:] for line in changed if line.startswith("+")]
+    lines = added or [line[1:] for line in changed if line.startswith("-")]
     for rule in equivalents:
-        if name.startswith(rule["function"] + "__mutmut_") and any(
-            re.search(rule["changed"], line[1:]) for line in changed if line.startswith("+")
-        ):
+        if name.startswith(rule["function"] + "__mutmut_") and any(re.search(rule["changed"], line) for line in lines):
             return rule["why"]
     return None
 
