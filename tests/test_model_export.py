@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import TINY_CLASSES, photo
-from stages.export import calibration_examples, metadata, parity, quantize_int8
+from stages.export import calibration_examples, metadata, parity, quantize_int8, save_checked
 from stages.formats import TorchClassifier, model_path
 from stages.manifest import Example
 from stages.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint
@@ -20,13 +20,13 @@ SPEC = PreprocessSpec(resize=72, crop=64)
 
 
 @pytest.fixture
-def checkpoint(tiny_models):
-    return tiny_models["pth"]
+def checkpoint(stage_project, on_the_stage_network):
+    return stage_project / model_path(1, "pth")
 
 
 @pytest.fixture
 def exported_models(exported) -> dict[str, Path]:
-    """The files the export stage wrote for the tiny model (conftest.py runs it once per session)."""
+    """The files the export stage wrote for the stage network (conftest.py runs it once per session)."""
     return {fmt: exported / model_path(1, fmt) for fmt in ("pth", "onnx", "onnx-int8")}
 
 
@@ -112,8 +112,8 @@ def test_exported_models_carry_no_paths_of_this_machine(exported_models):
         assert b"site-packages" not in exported_models[fmt].read_bytes(), fmt
 
 
-def test_export_parity_and_shared_preprocessing(checkpoint, onnx_path):
-    pth, ort_model = TorchClassifier(checkpoint), OnnxClassifier(onnx_path)
+def test_export_parity_and_shared_preprocessing(exported_models, on_the_stage_network):
+    pth, ort_model = TorchClassifier(exported_models["pth"]), OnnxClassifier(exported_models["onnx"])
     assert ort_model.classes == pth.classes == CLASSES
     assert ort_model.spec == pth.spec == SPEC
     batch = np.random.default_rng(0).standard_normal((5, 3, 64, 64), dtype=np.float32)
@@ -126,6 +126,20 @@ def test_parity_reports_disagreement():
     a = np.array([[1.0, 0.0], [0.0, 1.0]])
     b = np.array([[1.0, 0.0], [2.0, 1.0]])
     assert parity(a, b) == {"max_abs_logit_diff": 2.0, "top1_agreement": 0.5}
+
+
+def test_a_model_whose_declared_shapes_contradict_its_graph_is_not_saved(tmp_path):
+    """The full check infers every shape: a Relu of 3 values declared as giving 4 passes the
+    plain check, not the full one."""
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+    )
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    with pytest.raises(onnx.shape_inference.InferenceError, match="differ"):
+        save_checked(proto, metadata(CLASSES, SPEC), tmp_path / "model.onnx")
+    assert not list(tmp_path.iterdir())
 
 
 def test_broken_onnx_is_a_clear_error(tmp_path):
@@ -168,13 +182,14 @@ def test_int8_model_keeps_its_logits_fp32(exported_models):
     assert all(producers[name].op_type == "DequantizeLinear" for name in head.input)
 
 
-def test_int8_model_keeps_metadata_and_follows_pytorch(tmp_path, exported_models):
+def test_int8_model_keeps_metadata_and_follows_pytorch(tmp_path, exported_models, on_the_stage_network):
     int8 = OnnxClassifier(exported_models["onnx-int8"])
     assert int8.classes == CLASSES and int8.spec == SPEC
     images = preprocess_batch([photo(tmp_path / f"{i}.jpg", (70 + 7 * i, 100), seed=10 + i) for i in range(6)], SPEC)
     reference = TorchClassifier(exported_models["pth"])(images)
-    # int8 rounds every activation to one of 256 levels: close to the fp32 logits, not equal
-    assert 0 < parity(reference, int8(images))["max_abs_logit_diff"] < 0.1 * np.abs(reference).max()
+    # int8 rounds every activation to one of 256 levels: close to the fp32 logits, not equal (the
+    # untrained stage network's logits are small and close together: it misses them by about 10%)
+    assert 0 < parity(reference, int8(images))["max_abs_logit_diff"] < 0.25 * np.abs(reference).max()
 
 
 def test_calibration_images_come_from_every_class():
@@ -193,15 +208,15 @@ def activation_scales(path: Path) -> dict[str, float]:
             if node.op_type == "QuantizeLinear" and initializers[node.input[1]].ndim == 0}
 
 
-def test_histogram_calibration_takes_any_number_of_images_and_is_the_method_asked_for(tmp_path, tiny_models):
+def test_histogram_calibration_takes_any_number_of_images_and_is_the_method_asked_for(tmp_path, onnx_path):
     """entropy and percentile stack every run's activations: 9 images must work as well as 8.
     Percentile calibration leaves out the rarest extremes that minmax keeps: every activation's
     range is narrower (onnxruntime's default is minmax, so a method that never reaches it shows)."""
     images = preprocess_batch([photo(tmp_path / f"{i}.jpg", (80, 70 + 5 * i), seed=i) for i in range(9)], SPEC)
     dest = tmp_path / "model.int8.onnx"
-    quantize_int8(tiny_models["onnx"], images, "percentile", metadata(CLASSES, SPEC), dest)
+    quantize_int8(onnx_path, images, "percentile", metadata(CLASSES, SPEC), dest)
     assert OnnxClassifier(dest).classes == CLASSES
-    quantize_int8(tiny_models["onnx"], images, "minmax", metadata(CLASSES, SPEC), tmp_path / "minmax.onnx")
+    quantize_int8(onnx_path, images, "minmax", metadata(CLASSES, SPEC), tmp_path / "minmax.onnx")
     percentile, minmax = activation_scales(dest), activation_scales(tmp_path / "minmax.onnx")
-    assert percentile.keys() == minmax.keys() and len(minmax) > 50  # each conv's input, ResNet50's adds, ...
+    assert percentile.keys() == minmax.keys() and len(minmax) > 20  # each conv's input, the blocks' adds, ...
     assert all(percentile[tensor] < minmax[tensor] for tensor in minmax)

@@ -1,4 +1,4 @@
-"""The export and evaluate stages' main(), run in this process on a tiny model: which model and
+"""The export and evaluate stages' main(), run in this process on a small model: which model and
 which images each step used, and the figures computed from them (the end-to-end tests run the
 same code through `dvc repro`, where a wrong input still gives plausible-looking numbers)."""
 
@@ -24,6 +24,7 @@ from stages.params import load_params
 from stages.results import TRAINING_FIGURES
 
 FORMATS = ["pth", "onnx", "onnx-int8"]
+pytestmark = pytest.mark.usefixtures("on_the_stage_network")  # the project's model.pth is of that network (conftest.py)
 
 
 def minmax_scale(batch: np.ndarray) -> float:
@@ -70,7 +71,7 @@ class TimingStandIn:
 
 
 def run_evaluate(project: Path, monkeypatch, required: float, article: float, keep: bool = False):
-    """evaluate.main() on the tiny model's three formats, the timings stood in for: the evaluate
+    """evaluate.main() on the stage network's three formats, the timings stood in for: the evaluate
     params, accuracy.json, speed.json and the stand-ins."""
     monkeypatch.chdir(project)
     params = yaml.safe_load(Path("params.yaml").read_text())
