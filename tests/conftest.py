@@ -38,8 +38,9 @@ if STATS_PASS:
 # mutmut ends a mutant's tests when they pass a limit of CPU time. A mutant that leaves the crawl
 # waiting on a hung decoder (its per-file timeout dropped) uses none, and hung a run. So a
 # mutant's tests get this much wall time, then end as mutmut's own limit ends them (SIGXCPU:
-# counted as a timeout, i.e. caught), their worker processes first.
-MUTANT_WALL_LIMIT_S = 600
+# counted as a timeout, i.e. caught), their worker processes first. The slowest set of tests a
+# mutant runs takes about a minute (cleaning's, 14 crawls); on a busy machine up to twice that.
+MUTANT_WALL_LIMIT_S = 180
 
 
 def mutant_under_test() -> str:
@@ -157,8 +158,12 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
     (PYTEST_XDIST_AUTO_NUM_WORKERS, if set, is left to pytest-xdist: it is the user's choice.)"""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, temporary_disk_free(config) // DISK_PER_WORKER))
+    return max(1, min(usable_cores(), temporary_disk_free(config) // DISK_PER_WORKER))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -3,14 +3,13 @@ the modules with slow tests handed out first; and how `make mutate` orders a mut
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import conftest
 
 
 def test_one_worker_per_core_or_fewer_where_the_disk_is_short(monkeypatch, pytestconfig):
-    cores = len(os.sched_getaffinity(0))
+    cores = conftest.usable_cores()
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
     for free_gib, workers in ((1000, cores), (4.5, min(2, cores)), (3, 1), (0.001, 1)):
         monkeypatch.setattr(conftest, "temporary_disk_free", lambda config: free_gib * 2**30)
