@@ -73,6 +73,7 @@ class FakeBing:
         self.proxied: list[str] = []  # requests that came as to a proxy (an absolute URL), for the host named
         self.page_status = 200
         self.failing_pages: set[int] = set()  # result pages (their `first`) answered with HTTP 500
+        self.page_delay_s = 0.0  # result pages answered after this wait (a slow search)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -120,6 +121,7 @@ class FakeBing:
                     fake.queries.append(query)
                     body = fake.page(query.get("q", ""), int(query.get("first", 0)))
                     status = 500 if int(query.get("first", 0)) in fake.failing_pages else fake.page_status
+                    time.sleep(fake.page_delay_s)
                     return self.answer(status, "text/html; charset=utf-8", body)
                 served = fake.files.get(url.path.removeprefix("/img/"))
                 if served is None:

@@ -147,15 +147,26 @@ def test_result_page_errors_are_retried_then_reported(fake_bing):
     assert fake_bing.hits["/images/async"] == RETRIES + 1
 
 
-def test_a_lost_result_page_is_reported_and_the_others_are_kept(fake_bing, tmp_path, capsys):
-    for i in range(60):  # Bing's pages overlap: first=0 holds results 0-34, first=20 results 20-54, first=40 40-59
+def test_a_result_page_that_times_out_is_tried_as_often_as_the_session_retries(fake_bing):
+    """The session retries; the parser on top of it must not (icrawler's parser tries 3 times), nor
+    wait longer than crawl.bing.timeout_s (its own default is 5 s)."""
+    fake_bing.add(MYNA.keyword, "ok.jpg", Served(encode(picture(1))))
+    fake_bing.page_delay_s = 1.0
+    with pytest.raises(bing.BingUnreachable, match=f"at {fake_bing.endpoint}.*: timed out \\({RETRIES + 1} tries\\)"):
+        list(bing.search([MYNA], BingSource(endpoint=fake_bing.endpoint, timeout_s=0.3, retries=RETRIES, max_num=10)))
+    assert fake_bing.hits["/images/async"] == RETRIES + 1
+
+
+def test_lost_result_pages_are_reported_and_the_others_are_kept(fake_bing, tmp_path, capsys):
+    for i in range(80):  # Bing's pages overlap: first=0 holds results 0-34, first=20 results 20-54, ...
         fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(b"x"))
-    fake_bing.failing_pages = {20}
-    found = list(bing.search([MYNA], BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=60)))
-    assert [f.url.rsplit("/", 1)[1] for f in found] == [f"m{i}.jpg" for i in [*range(35), *range(40, 60)]]
+    fake_bing.failing_pages = {20, 60}
+    found = list(bing.search([MYNA], BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=80)))
+    assert [f.url.rsplit("/", 1)[1] for f in found] == [f"m{i}.jpg" for i in [*range(35), *range(40, 75)]]
     assert all(f.data == b"x" and f.error == "" for f in found)
+    lost = f"HTTP 500 after {RETRIES + 1} tries"
     assert capsys.readouterr().out.splitlines()[1] == (
-        f"crawl: myna (ハッカチョウ): 55 results, 55 downloaded; result pages lost: HTTP 500 after {RETRIES + 1} tries at first=20")
+        f"crawl: myna (ハッカチョウ): 70 results, 70 downloaded; result pages lost: {lost} at first=20; {lost} at first=60")
 
 
 def test_no_network_fails_with_how_to_run_offline():
@@ -297,18 +308,42 @@ def test_a_put_waits_for_room_until_the_crawl_stops_and_a_seen_result_is_not_put
     assert not stopped.is_alive() and [queue.Queue.get_nowait(tasks)["file_url"]] == ["c"] and tasks.empty()
 
 
-@pytest.mark.parametrize("cls, method", [(bing.EndpointFeeder, "feed"), (bing.JsonParser, "parse")])
-def test_a_search_thread_that_fails_ends_the_crawl_instead_of_hanging_it(fake_bing, monkeypatch, cls, method):
+@pytest.mark.parametrize("cls, method", [
+    (bing.EndpointFeeder, "feed"), (bing.JsonParser, "parse"), (bing.ProvenanceDownloader, "process_meta"),
+])
+def test_a_search_thread_that_fails_ends_the_crawl_and_leaves_no_thread_behind(fake_bing, monkeypatch, cls, method):
     """The threads after it wait for it to say it is done, which a thread that died cannot (an
-    error in icrawler's parser loop, say): the crawl itself looks whether each one still runs."""
+    error in icrawler's parser loop, say): the crawl itself looks whether each one still runs.
+    With the downloads gone, the parser is left waiting to hand over results (more than the
+    queue holds) until the crawl tells it to stop."""
     def fails(self, *args, **kwargs):
         raise RuntimeError(f"{cls.__name__} failed")
 
-    fake_bing.add(MYNA.keyword, "ok.jpg", Served(encode(picture(1))))
+    for i in range(12):
+        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
     monkeypatch.setattr(cls, method, fails)
     monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the dying thread's traceback: expected here
     cfg = BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=10)
-    search = threading.Thread(target=lambda: list(bing.search([MYNA], cfg)), daemon=True)
+    errors = []
+
+    def run_search():
+        try:
+            list(bing.search([MYNA], cfg))
+        except bing.BingUnreachable as e:
+            errors.append(str(e))
+
+    search = threading.Thread(target=run_search, daemon=True)
     search.start()
     search.join(10)
     assert not search.is_alive(), f"a failed {cls.__name__} left the crawl waiting"
+    # no result page read, and no failed request to name: the first page, or the endpoint where none was queued
+    at = {"feed": f"{fake_bing.endpoint}: ", "parse": f"{fake_bing.endpoint}?q=", "process_meta": None}[method]
+    if at:
+        assert len(errors) == 1 and f"class myna ({MYNA.keyword}) at {at}" in errors[0], errors
+        assert errors[0].endswith(f": no answer. {bing.OFFLINE_HINT}")
+    else:
+        assert errors == []  # the pages were read
+    for thread in threading.enumerate():
+        if thread.name.startswith(("feeder-", "parser-", "downloader-")):
+            thread.join(5)
+            assert not thread.is_alive(), f"{thread.name} still runs after the crawl"

@@ -88,9 +88,10 @@ def crawl_class(bird: BirdClass, cfg: BingSource, url: str, staging: Path) -> li
     crawler.signal.set(reach_max_num=True)  # lets go a parser thread still waiting to hand over results
     pages, failures = crawler.feeder.page_urls, crawler.session.failures
     if crawler.parser.pages_read == 0:
+        first_page = pages[0] if pages else url  # none queued: the feeder failed
         raise BingUnreachable(
-            f"could not read Bing's results for class {bird.slug} ({bird.keyword}) at {pages[0]}: "
-            f"{failures.get(pages[0], 'no answer')}. {OFFLINE_HINT}"
+            f"could not read Bing's results for class {bird.slug} ({bird.keyword}) at {first_page}: "
+            f"{failures.get(first_page, 'no answer')}. {OFFLINE_HINT}"
         )
     found = []
     for r in crawler.downloader.in_result_order():
@@ -157,9 +158,12 @@ def describe_error(error: requests.RequestException, tries: int) -> str:
 class EndpointFeeder(BingFeeder):
     """BingFeeder's result-page URLs, at a given endpoint, with the keyword URL-encoded."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.page_urls: list[str] = []  # the result pages queued, in order
+
     def feed(self, endpoint, keyword, max_num, filters=None):
         qft = self.get_filter().apply(filters)
-        self.page_urls = []
         for first in range(0, max_num, PAGE_STEP):
             url = f"{endpoint}?{urlencode({'q': keyword, 'first': first})}" + (f"&qft={qft}" if qft else "")
             self.page_urls.append(url)
