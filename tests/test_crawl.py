@@ -1,6 +1,7 @@
 """The crawl stage as `python -m stages.crawl` runs it: every source, the manifest, the rejects, the failures."""
 
 import hashlib
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -15,7 +16,7 @@ from conftest import ROOT, params_file, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
 from stages.manifest import read_manifest, read_rejects
-from stages.sources.cleaning import CrawlError, Found, Kept, deduplicate, near_pairs
+from stages.sources.cleaning import IN_FLIGHT_PER_WORKER, PLUGIN_ENV, CrawlError, Found, Kept, Limits, decode_all, deduplicate, near_pairs
 from stages.sources.synthetic import synthesize
 
 
@@ -184,3 +185,25 @@ def test_near_duplicates_are_those_within_the_distance_and_the_first_found_is_ke
         "crow/6.jpg": ("in_several_classes", "also under myna: myna/5.jpg"),
     }
     assert [k.seq for k in deduplicate(images, distance - 1)[0]] == [0, 1, 2, 3]  # a stricter threshold keeps #1
+
+
+def test_decoding_holds_a_few_images_per_worker_in_the_workers_asked_for_started_by_a_server(tmp_path, monkeypatch):
+    """Memory does not grow with the number of images: at most IN_FLIGHT_PER_WORKER of them per
+    worker are handed out at once, to as many worker processes as asked for, and those are
+    started by multiprocessing's fork server, never forked from the crawl (it may run threads)."""
+    started = tmp_path / "workers.txt"
+    plugin = tmp_path / "record_worker.py"  # run in each worker as it starts (PLUGIN_ENV: the tests' decoders)
+    plugin.write_text(f"import os\nwith open({str(started)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}} {{os.getppid()}}\\n')\n")
+    monkeypatch.setenv(PLUGIN_ENV, str(plugin))
+    in_flight, outcomes = [], 0
+
+    def found():
+        for i in range(16):
+            in_flight.append(i - outcomes)  # handed out, no outcome yet, as the next one is asked for
+            yield Found("myna", "test", encode(picture(i)), url=f"u{i}")
+
+    for _ in decode_all(found(), 64, Limits(workers=1)):
+        outcomes += 1
+    assert outcomes == 16 and max(in_flight) == IN_FLIGHT_PER_WORKER - 1
+    workers = [line.split() for line in started.read_text().splitlines()]
+    assert len(workers) == 1 and int(workers[0][1]) != os.getpid()
