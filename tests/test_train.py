@@ -21,11 +21,12 @@ import numpy as np
 from PIL import Image
 
 from birds_onnx.preprocess import PreprocessSpec, normalize
-from conftest import make_project, photo, run, tiny_params
+from conftest import make_project, params_file, photo, run, tiny_params
 from stages.model import build_model
-from stages.params import ParamError, Train
+from stages.params import ParamError, Train, load_params
 from stages import train
 from stages.train import compile_model, cpu_has_bf16, predict
+from stages.tools.train_bench import loop_settings
 from stages.train_data import EpochBatches, Normalize, TrainingImages, cache_in_memory, decoded_bytes, make_loader
 
 METRICS = {"train_loss", "train_acc", "test_acc", "lr"}
@@ -201,10 +202,27 @@ def test_train_bench_prints_both_settings(project):
 
 @pytest.mark.slow
 def test_train_bench_times_the_loop_per_setting(project):
-    out = run([sys.executable, "-m", "stages.tools.train_bench", "--loop-only", "--images", "4,8",
+    out = run([sys.executable, "-m", "stages.tools.train_bench", "--loop-only", "--images", "4",
                "--loop-steps", "1", "--loop-warmup", "0"], project).stdout
-    for setting in ("4 images, in memory, 1 process", "4 images, in memory, 2 processes", "8 images, read from disk, 1 process"):
+    for setting in ("4 images, in memory, 1 process", "4 images, in memory, 2 processes", "4 images, read from disk, 1 process"):
         assert re.search(setting + r" x \d threads +[\d.]+ +\d+ +\d+\n", out), out
+
+
+def test_the_loop_benchmark_compares_processes_on_the_fewest_images_and_memory_with_disk_on_each_count(tmp_path):
+    raw = tiny_params()
+    raw["train"].update(threads=4, processes=1, batch_size=4)
+    settings = loop_settings(load_params(path=params_file(tmp_path, raw)), [4, 16])
+    assert [(label, list(setting.values())) for label, setting in settings] == [
+        ("4 images, in memory, 1 process x 4 threads", [4, True, 1, 4]),
+        ("4 images, in memory, 2 processes x 2 threads", [4, True, 2, 2]),  # the threads shared out
+        ("4 images, read from disk, 1 process x 4 threads", [4, False, 1, 4]),
+        ("16 images, in memory, 1 process x 4 threads", [16, True, 1, 4]),
+        ("16 images, read from disk, 1 process x 4 threads", [16, False, 1, 4]),
+    ]
+    assert list(settings[0][1]) == ["images", "memory", "processes", "threads"]
+    raw["train"].update(batch_size=3)  # a batch that 2 processes cannot share: no processes setting
+    assert [label for label, _ in loop_settings(load_params(path=params_file(tmp_path, raw)), [4])] == [
+        "4 images, in memory, 1 process x 4 threads", "4 images, read from disk, 1 process x 4 threads"]
 
 
 @pytest.mark.parametrize("flags, expected", [
