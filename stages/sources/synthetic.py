@@ -117,7 +117,7 @@ class _Look:
     beak_length: float = 0.18
     beak_depth: float = 0.07
     beak_curve: float = 0.0   # how far the beak tip bends down, in beak lengths
-    beak_tip: __RGB | None = None
+    beak_tip: _RGB | None = None
     hooked: bool = False
     sings: bool = False       # sometimes drawn with the beak wide open
     tail_length: float = 0.35
@@ -231,7 +231,7 @@ class _Bird:
     def __init__(self, look: _Look, pose: str, tilt_degrees: float):
         self.look, self.pose = look, pose
         self.tilt = math.radians(tilt_degrees)
-        self.shapes: list[tuple[int, np.ndarray, RGB, float]] = []  # (z, points, colour, line width)
+        self.shapes: list[tuple[int, np.ndarray, _RGB, float]] = []  # (z, points, colour, line width)
         self.contacts: list[np.ndarray] = []  # where the bird touches its perch, ground or trunk
         self.wings: list[tuple[Callable, int]] = []  # (wing-to-body mapper, z) of spread wings
         self.hips = []
