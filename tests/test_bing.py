@@ -248,6 +248,19 @@ def test_the_parser_keeps_web_images_with_their_page_and_skips_the_rest(tmp_path
     assert list(parser.parse(page(503, body))) == [] and parser.pages_read == 1  # a failed page is not read
 
 
+def test_bing_over_https_is_retried_as_the_fake_over_http():
+    """Bing answers over https, which no test reaches offline: its requests get the retries the
+    tests see over http (a bounded number, GET only, the 429 and 5xx answers, the last answer kept
+    and recorded, a Retry-After of an hour not obeyed)."""
+    session = bing.RetryingSession(None, retries=2)
+    for url in ("https://www.bing.com/images/async", "http://127.0.0.1:8080/images/async"):
+        retry = session.get_adapter(url).max_retries
+        assert (retry.total, retry.backoff_factor, retry.allowed_methods, set(retry.status_forcelist)) == \
+            (2, bing.BACKOFF_S, {"GET"}, {429, 500, 502, 503, 504}), url
+        assert not retry.raise_on_status and not retry.respect_retry_after_header, url
+    assert session.tries == 3
+
+
 def test_errors_say_what_failed_and_after_how_many_tries():
     refused = requests.exceptions.ConnectionError(
         urllib3.exceptions.MaxRetryError(None, "http://x", urllib3.exceptions.NewConnectionError(None, "Connection refused")))
