@@ -321,10 +321,14 @@ def test_a_put_waits_for_room_until_the_crawl_stops_and_a_seen_result_is_not_put
     assert not stopped.is_alive() and [queue.Queue.get_nowait(tasks)["file_url"]] == ["c"] and tasks.empty()
 
 
-@pytest.mark.parametrize("cls, method", [
-    (bing.EndpointFeeder, "feed"), (bing.JsonParser, "parse"), (bing.ProvenanceDownloader, "process_meta"),
+# `at`: where the error says the class's results could not be read (no page read, no failed
+# request to name): the endpoint when no page was queued, the first page when none was parsed;
+# None when the pages were read and no error is due
+@pytest.mark.parametrize("cls, method, at", [
+    (bing.EndpointFeeder, "feed", "/images/async: "), (bing.JsonParser, "parse", "/images/async?q="),
+    (bing.ProvenanceDownloader, "process_meta", None),
 ])
-def test_a_search_thread_that_fails_ends_the_crawl_and_leaves_no_thread_behind(fake_bing, monkeypatch, cls, method):
+def test_a_search_thread_that_fails_ends_the_crawl_and_leaves_no_thread_behind(fake_bing, monkeypatch, cls, method, at):
     """The threads after it wait for it to say it is done, which a thread that died cannot (an
     error in icrawler's parser loop, say): the crawl itself looks whether each one still runs.
     With the downloads gone, the parser is left waiting to hand over results (more than the
@@ -349,13 +353,11 @@ def test_a_search_thread_that_fails_ends_the_crawl_and_leaves_no_thread_behind(f
     search.start()
     search.join(10)
     assert not search.is_alive(), f"a failed {cls.__name__} left the crawl waiting"
-    # no result page read, and no failed request to name: the first page, or the endpoint where none was queued
-    at = {"feed": f"{fake_bing.endpoint}: ", "parse": f"{fake_bing.endpoint}?q=", "process_meta": None}[method]
-    if at:
-        assert len(errors) == 1 and f"class myna ({MYNA.keyword}) at {at}" in errors[0], errors
-        assert errors[0].endswith(f": no answer. {bing.OFFLINE_HINT}")
+    if at is None:
+        assert errors == []
     else:
-        assert errors == []  # the pages were read
+        assert len(errors) == 1 and f"class myna ({MYNA.keyword}) at {fake_bing.base}{at}" in errors[0], errors
+        assert errors[0].endswith(f": no answer. {bing.OFFLINE_HINT}")
     for thread in threading.enumerate():
         if thread.name.startswith(("feeder-", "parser-", "downloader-")):
             thread.join(5)
