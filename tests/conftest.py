@@ -35,12 +35,15 @@ if STATS_PASS:
 
     mutmut.mutation.trampoline._mutant_under_test = os.environ.pop("MUTANT_UNDER_TEST")
 
-# mutmut ends a mutant's tests when they pass a limit of CPU time. A mutant that leaves the crawl
-# waiting on a hung decoder (its per-file timeout dropped) uses none, and hung a run. So a
-# mutant's tests get this much wall time, then end as mutmut's own limit ends them (SIGXCPU:
-# counted as a timeout, i.e. caught), their worker processes first. The slowest set of tests a
-# mutant runs takes about a minute (cleaning's, 14 crawls); on a busy machine up to twice that.
-MUTANT_WALL_LIMIT_S = 180
+# mutmut ends a mutant's tests when they pass a limit of CPU time, or of wall time reckoned from
+# its tests' own run times plus a constant (6 minutes for a crawl module's mutant). A mutant that
+# leaves the crawl waiting on a hung decoder (its per-file timeout dropped) or a crawl that never
+# ends uses no CPU and waits out the whole limit. So each test of a mutant (its setup, call and
+# teardown) gets this much wall time, then the mutant's tests end as mutmut's own limit ends them
+# (SIGXCPU: counted as a timeout, i.e. caught), their worker processes first. The slowest test a
+# mutant runs takes about 15 s (the first to need the export, for an export mutant); on a busy
+# or slower machine up to twice that.
+MUTANT_TEST_WALL_LIMIT_S = 60
 
 
 def mutant_under_test() -> str:
@@ -50,25 +53,26 @@ def mutant_under_test() -> str:
     return "" if mutant in ("stats", "fail") else mutant
 
 
-@pytest.fixture(scope="session", autouse=True)
-def mutant_wall_limit() -> Iterator[None]:
+def end_as_a_timeout() -> None:
+    import psutil
+
+    print(f"a test of this mutant still running after {MUTANT_TEST_WALL_LIMIT_S} s: ended as a timeout", file=sys.stderr, flush=True)
+    for child in psutil.Process().children(recursive=True):
+        child.kill()
+    os.kill(os.getpid(), signal.SIGXCPU)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     if not mutant_under_test():
-        yield
-        return
-
-    def out_of_time() -> None:
-        import psutil
-
-        print(f"mutant's tests still running after {MUTANT_WALL_LIMIT_S} s: ended as a timeout", file=sys.stderr, flush=True)
-        for child in psutil.Process().children(recursive=True):
-            child.kill()
-        os.kill(os.getpid(), signal.SIGXCPU)
-
-    timer = threading.Timer(MUTANT_WALL_LIMIT_S, out_of_time)
+        return (yield)
+    timer = threading.Timer(MUTANT_TEST_WALL_LIMIT_S, end_as_a_timeout)
     timer.daemon = True
     timer.start()
-    yield
-    timer.cancel()
+    try:
+        return (yield)
+    finally:
+        timer.cancel()
 
 
 def tiny_params() -> dict:
