@@ -141,6 +141,28 @@ def brute_force_pairs(hashes: list[int], max_distance: int) -> set[tuple[int, in
     return set(zip(j.tolist(), i.tolist()))
 
 
+def pairs_sharing_a_band(hashes: list[int], bands: int) -> int:
+    """How many pairs agree on at least one of `bands` runs of bits, as equal in width as can
+    be, that together cover the 64 bits: the pairs the index must compare, and no others."""
+    h = np.array(hashes, dtype=np.uint64)
+    cuts = [64 * b // bands for b in range(bands + 1)]
+    share = np.zeros((len(h), len(h)), dtype=bool)
+    for low, high in zip(cuts, cuts[1:]):
+        key = (h >> np.uint64(low)) & np.uint64((1 << (high - low)) - 1)
+        share |= key[:, None] == key[None, :]
+    return int(np.triu(share, k=1).sum())
+
+
+class CountedLookups(list):
+    """A list that counts the lookups by index: the index reads a hash so to compare it."""
+
+    lookups = 0
+
+    def __getitem__(self, i):
+        self.lookups += 1
+        return super().__getitem__(i)
+
+
 @pytest.mark.parametrize("max_distance", [0, 1, 4, 9])
 def test_the_near_duplicate_index_finds_exactly_the_pairs_of_the_all_pairs_search(max_distance):
     rng = np.random.default_rng(max_distance)
@@ -149,13 +171,16 @@ def test_the_near_duplicate_index_finds_exactly_the_pairs_of_the_all_pairs_searc
         flipped = rng.choice(64, size=int(rng.integers(0, 13)), replace=False)
         hashes.append(hashes[int(rng.integers(len(hashes)))] ^ sum(1 << int(b) for b in flipped))
     rng.shuffle(hashes)
+    counted = CountedLookups(hashes)
 
-    found = list(near_pairs(hashes, max_distance))
+    found = list(near_pairs(counted, max_distance))
 
     expected = brute_force_pairs(hashes, max_distance)
     assert len(found) == len(set(found))
     assert set(found) == expected
     assert len(expected) > 50  # the planted pairs are there to be found
+    # and it is an index: a hash is compared only with those that share a band with it
+    assert counted.lookups == pairs_sharing_a_band(hashes, max_distance + 1)
 
 
 def kept(label: str, phash: int, seq: int, sha256: str | None = None) -> Kept:
@@ -168,12 +193,13 @@ def test_near_duplicates_are_those_within_the_distance_and_the_first_found_is_ke
     original = 0b1111_0000
     images = [
         kept("myna", original, 0),
-        kept("myna", original ^ 0b1111, 1),  # exactly `distance` bits away: the same picture
+        kept("myna", original ^ 0b0011_0011, 1),  # exactly `distance` bits away (2 set, 2 cleared): the same picture
         kept("myna", original ^ 0b1_1111 << 8, 2),  # one bit more: another picture
         kept("crow", 0xFFFF << 48, 3),
         kept("crow", 0xFFFF << 48, 4, sha256="sha-3"),  # the same bytes as the one before
         kept("myna", 0xFFFF << 24, 5),
-        kept("crow", 0xFFFF << 24 ^ 1, 6),  # one picture under two classes: neither can be trusted
+        kept("crow", 0xFFFF << 24 ^ 1, 6),  # one picture under three classes: none can be trusted
+        kept("wren", 0xFFFF << 24 ^ 2, 7),
     ]
     unique, rejected = deduplicate(images, distance)
     assert [(k.seq, k.name) for k in unique] == [(0, "myna/myna_000.jpg"), (2, "myna/myna_001.jpg"), (3, "crow/crow_000.jpg")]
@@ -181,8 +207,9 @@ def test_near_duplicates_are_those_within_the_distance_and_the_first_found_is_ke
     assert reasons == {
         "myna/1.jpg": ("near_duplicate", "4 bits from myna/myna_000.jpg"),
         "crow/4.jpg": ("exact_duplicate", "same bytes as crow/crow_000.jpg"),
-        "myna/5.jpg": ("in_several_classes", "also under crow: crow/6.jpg"),
-        "crow/6.jpg": ("in_several_classes", "also under myna: myna/5.jpg"),
+        "myna/5.jpg": ("in_several_classes", "also under crow: crow/6.jpg, wren: wren/7.jpg"),
+        "crow/6.jpg": ("in_several_classes", "also under myna: myna/5.jpg, wren: wren/7.jpg"),
+        "wren/7.jpg": ("in_several_classes", "also under myna: myna/5.jpg, crow: crow/6.jpg"),
     }
     assert [k.seq for k in deduplicate(images, distance - 1)[0]] == [0, 1, 2, 3]  # a stricter threshold keeps #1
 
@@ -207,3 +234,19 @@ def test_decoding_holds_a_few_images_per_worker_in_the_workers_asked_for_started
     assert outcomes == 16 and max(in_flight) == IN_FLIGHT_PER_WORKER - 1
     workers = [line.split() for line in started.read_text().splitlines()]
     assert len(workers) == 1 and int(workers[0][1]) != os.getpid()
+
+
+def test_a_decoder_that_hangs_or_dies_while_others_wait_is_rejected_with_why_and_without_its_bytes(monkeypatch):
+    """A hung decoder is stopped at the time limit and a dead one reported, while the images
+    behind them wait for room in flight; their verdicts keep the file's origin, not its bytes."""
+    monkeypatch.setenv(PLUGIN_ENV, str(Path(__file__).with_name("nasty_decoders.py")))
+    files = [b"NASTY:sleep\n", b"NASTY:exit\n"] + [encode(picture(i)) for i in range(2 * IN_FLIGHT_PER_WORKER)]
+    found = (Found("myna", "test", data, url=f"u{i}") for i, data in enumerate(files))
+
+    outcomes = dict(decode_all(found, 64, Limits(workers=1, timeout_s=1)))
+
+    hung, died = outcomes.pop(0), outcomes.pop(1)
+    assert (hung.reason, hung.detail) == ("timed_out", "decoding took over 1 s; its process was stopped")
+    assert (died.reason, died.detail) == ("decoder_failed", "the decoding process died (exit status 3)")
+    assert hung.found == Found("myna", "test", None, url="u0") and died.found == Found("myna", "test", None, url="u1")
+    assert sorted(outcomes) == list(range(2, len(files))) and all(isinstance(o, tuple) for o in outcomes.values())
