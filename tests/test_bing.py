@@ -221,9 +221,9 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def page(status: int, body: str) -> requests.Response:
+def page(status: int, body: str, junk: bytes = b"") -> requests.Response:
     response = requests.Response()
-    response.status_code, response._content = status, body.encode()
+    response.status_code, response._content = status, body.encode() + junk
     return response
 
 
@@ -240,12 +240,14 @@ def test_the_parser_keeps_web_images_with_their_page_and_skips_the_rest(tmp_path
         '{"murl": "https://g.example/8.jpg", "purl": null}',
     ]
     body = "".join(f'<div class="imgpt"><a class="iusc" m="{html.escape(m)}"></a></div>' for m in links)
-    assert list(parser.parse(page(200, body))) == [
+    results = [
         {"file_url": "https://a.example/1.jpg", "page_url": "https://a.example/p1"},
         {"file_url": "http://b.example/2.png", "page_url": ""},
         {"file_url": "https://g.example/8.jpg", "page_url": ""},
     ]
-    assert list(parser.parse(page(503, body))) == [] and parser.pages_read == 1  # a failed page is not read
+    assert list(parser.parse(page(200, body))) == results
+    assert list(parser.parse(page(200, body, junk=b"\xff\xfe"))) == results  # bytes that are not UTF-8 cost nothing
+    assert list(parser.parse(page(503, body))) == [] and parser.pages_read == 2  # a failed page is not read
 
 
 def test_bing_over_https_is_retried_as_the_fake_over_http():

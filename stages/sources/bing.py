@@ -237,7 +237,7 @@ class ProvenanceDownloader(ImageDownloader):
     def process_meta(self, task):
         error = "" if task["success"] else self.session.failures.get(task["file_url"], "not downloaded")
         result = dict(
-            url=task["file_url"], page_url=task.get("page_url", ""), filename=task["filename"] if task["success"] else None,
+            url=task["file_url"], page_url=task["page_url"], filename=task["filename"],  # icrawler's: None unless saved
             error=error, time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         with self.results_lock:
