@@ -132,12 +132,29 @@ def test_the_crawl_searches_each_class_of_params_with_its_crawl_bing_settings(fa
     assert [(f.label, f.url.rsplit("/", 1)[1]) for f in found] == [(s, f"{s}{i}.jpg") for s in slugs for i in range(2)]
 
 
-def test_max_num_caps_the_downloads_of_a_class(fake_bing, tmp_path):
+@pytest.mark.parametrize("max_num", [1, 4])
+def test_max_num_caps_the_downloads_of_a_class(fake_bing, tmp_path, max_num):
     for i in range(6):
         fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
-    cleaned = crawl(fake_bing, [MYNA], tmp_path, max_num=4)
-    assert [k.found.url.rsplit("/", 1)[1] for k in cleaned.kept] == ["m0.jpg", "m1.jpg", "m2.jpg", "m3.jpg"]
+    cleaned = crawl(fake_bing, [MYNA], tmp_path, max_num=max_num)
+    assert [k.found.url.rsplit("/", 1)[1] for k in cleaned.kept] == [f"m{i}.jpg" for i in range(max_num)]
     assert cleaned.rejected == []
+
+
+def test_one_thread_fetches_nothing_past_the_max_num_th_download(fake_bing, tmp_path):
+    for i in range(6):
+        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
+    crawl(fake_bing, [MYNA], tmp_path, max_num=1, threads=1)
+    assert {p: n for p, n in fake_bing.hits.items() if p.startswith("/img/")} == {"/img/m0.jpg": 1}
+
+
+def test_a_failed_answer_says_after_how_many_tries_only_when_it_was_retried(fake_bing, tmp_path):
+    fake_bing.add(MYNA.keyword, "broken.jpg", Served(status=500))
+    url = f"{fake_bing.base}/img/broken.jpg"
+    for retries, failure in [(0, "HTTP 500"), (1, "HTTP 500 after 2 tries")]:
+        session = bing.BingCrawler(retries, 1, False, tmp_path).session
+        assert session.get(url, timeout=5).status_code == 500
+        assert session.failures == {url: failure}
 
 
 def test_result_page_errors_are_retried_then_reported(fake_bing):
