@@ -40,9 +40,9 @@ if STATS_PASS:
 # leaves the crawl waiting on a hung decoder (its per-file timeout dropped) or a crawl that never
 # ends uses no CPU and waits out the whole limit. So each test of a mutant (its setup, call and
 # teardown) gets this much wall time, then the mutant's tests end as mutmut's own limit ends them
-# (SIGXCPU: counted as a timeout, i.e. caught), their worker processes first. The slowest test a
-# mutant runs takes about 15 s (the first to need the export, for an export mutant); on a busy
-# or slower machine up to twice that.
+# (SIGXCPU: counted as a timeout, i.e. caught), their worker processes first. The slowest tests a
+# mutant runs take about 4 s (the crawl of the nasty files; the export's fixture for an export
+# mutant), so the limit leaves room for a busy machine twice as slow.
 MUTANT_TEST_WALL_LIMIT_S = 60
 
 
