@@ -23,6 +23,8 @@ from fake_bing import FakeBing
 from stages.tools.profiles import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
+# test-only decoders that hang, crash or raise, loaded into the crawl's workers through PLUGIN_ENV
+NASTY_DECODERS = Path(__file__).with_name("nasty_decoders.py")
 
 # `make mutate`: while mutmut records which test reaches which function ("stats"), it reads its
 # settings from the working directory, and processes started by the code under test (the crawl's

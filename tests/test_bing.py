@@ -132,18 +132,21 @@ def test_the_crawl_searches_each_class_of_params_with_its_crawl_bing_settings(fa
     assert [(f.label, f.url.rsplit("/", 1)[1]) for f in found] == [(s, f"{s}{i}.jpg") for s in slugs for i in range(2)]
 
 
+def six_myna_pictures(fake):
+    for i in range(6):
+        fake.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
+
+
 @pytest.mark.parametrize("max_num", [1, 4])
 def test_max_num_caps_the_downloads_of_a_class(fake_bing, tmp_path, max_num):
-    for i in range(6):
-        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
+    six_myna_pictures(fake_bing)
     cleaned = crawl(fake_bing, [MYNA], tmp_path, max_num=max_num)
     assert [k.found.url.rsplit("/", 1)[1] for k in cleaned.kept] == [f"m{i}.jpg" for i in range(max_num)]
     assert cleaned.rejected == []
 
 
 def test_one_thread_fetches_nothing_past_the_max_num_th_download(fake_bing, tmp_path):
-    for i in range(6):
-        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
+    six_myna_pictures(fake_bing)
     crawl(fake_bing, [MYNA], tmp_path, max_num=1, threads=1)
     assert {p: n for p, n in fake_bing.hits.items() if p.startswith("/img/")} == {"/img/m0.jpg": 1}
 

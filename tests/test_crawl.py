@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, params_file, tiny_params
+from conftest import NASTY_DECODERS, ROOT, params_file, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
 from stages.manifest import read_manifest, read_rejects
@@ -239,7 +239,7 @@ def test_decoding_holds_a_few_images_per_worker_in_the_workers_asked_for_started
 def test_a_decoder_that_hangs_or_dies_while_others_wait_is_rejected_with_why_and_without_its_bytes(monkeypatch):
     """A hung decoder is stopped at the time limit and a dead one reported, while the images
     behind them wait for room in flight; their verdicts keep the file's origin, not its bytes."""
-    monkeypatch.setenv(PLUGIN_ENV, str(Path(__file__).with_name("nasty_decoders.py")))
+    monkeypatch.setenv(PLUGIN_ENV, str(NASTY_DECODERS))
     files = [b"NASTY:sleep\n", b"NASTY:exit\n"] + [encode(picture(i)) for i in range(2 * IN_FLIGHT_PER_WORKER)]
     found = (Found("myna", "test", data, url=f"u{i}") for i, data in enumerate(files))
 

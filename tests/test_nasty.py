@@ -13,13 +13,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from conftest import ROOT, params_file, tiny_params
+from conftest import NASTY_DECODERS, ROOT, params_file, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
 from stages.manifest import read_manifest, read_rejects
 from stages.sources.cleaning import PLUGIN_ENV
-
-NASTY_DECODERS = Path(__file__).with_name("nasty_decoders.py")
 
 
 def chunk(kind: bytes, data: bytes) -> bytes:
