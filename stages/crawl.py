@@ -26,14 +26,14 @@ from stages.sources.cleaning import Cleaned, Limits, clean
 # the params that decide this stage's output, which dvc.yaml lists: the chosen source's own section only
 PARAMS = (
     "classes", "crawl.source", "crawl.{crawl.source}", "crawl.min_side", "crawl.near_duplicate_distance",
-    "crawl.decode_timeout_s", "crawl.decode_memory_mb",
+    "crawl.decode_timeout_s", "crawl.decode_memory_mb", "crawl.max_image_mb",
 )
 RUN_SETTINGS = ("crawl.workers",)  # read too, but no dep: any worker count gives the same bytes
 
 
 def limits(params: Params) -> Limits:
     c = params.crawl
-    return Limits(workers=c.workers, timeout_s=c.decode_timeout_s, memory_mb=c.decode_memory_mb)
+    return Limits(c.workers, c.decode_timeout_s, c.decode_memory_mb, max_bytes=int(c.max_image_mb * 2**20))
 
 
 def manifest_rows(cleaned: Cleaned, keywords: dict[str, str]) -> list[dict]:

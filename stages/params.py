@@ -72,7 +72,9 @@ class BingSource(Section):
     endpoint: Annotated[str, Field(pattern=r"^https?://[^/]+")] = "https://www.bing.com/images/async"
     timeout_s: PositiveFloat = 10.0  # per request, for result pages and images alike
     retries: NonNegative = 2  # further tries after a connection error, a timeout or an HTTP 5xx/429
-    threads: Positive = 4  # images downloaded at once; files are numbered by result order whatever this is
+    threads: Positive = 4  # images downloaded at once, one pool for every class; files are numbered by result order
+    download_timeout_s: PositiveFloat = 60.0  # one image's whole download, retries included (download_timed_out)
+    allow_private_addresses: bool = False  # fetch images from loopback, private and link-local addresses too
 
 
 class FolderSource(Section):
@@ -86,6 +88,7 @@ class Crawl(Section):
     workers: NonNegative = 0  # decoding (and drawing) processes; 0 = one per CPU core; the output is the same for any count
     decode_timeout_s: PositiveFloat = 30.0  # an image whose decoding takes longer is rejected (timed_out)
     decode_memory_mb: Positive = 2048  # an image whose decoding needs more memory is rejected (over_memory_cap)
+    max_image_mb: PositiveFloat = 50.0  # an image file (or download) larger than this is rejected unread (too_large)
     synthetic: SyntheticSource = SyntheticSource()
     bing: BingSource = BingSource()
     folder: FolderSource = FolderSource()

@@ -62,6 +62,16 @@ def pick_device(cfg: Train) -> torch.device:
     return torch.device("cuda" if use_cuda else "cpu")
 
 
+def check_gpus_for_processes(processes: int, device: torch.device, gpus: int) -> None:
+    """On CUDA every process this stage launches takes a GPU of its own: say so before any starts
+    (else rank 1 fails with CUDA's `invalid device ordinal` traceback)."""
+    if device.type == "cuda" and processes > gpus:
+        raise ParamError(
+            f"train.processes is {processes} but this host has {gpus} GPU{'s' if gpus != 1 else ''}: on CUDA each "
+            f"process needs a GPU of its own; set train.processes to at most {gpus}, or train.device to cpu"
+        )
+
+
 def use_bf16(cfg: Train, device: torch.device) -> bool:
     if cfg.precision == "auto":
         return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
@@ -194,6 +204,7 @@ def main() -> None:
     # As dvc repro does: a run that dies leaves no model at all, never an older one beside its logs.
     checkpoint.unlink(missing_ok=True)
     if cfg.processes > 1 and not distributed.started_by_torchrun():
+        check_gpus_for_processes(cfg.processes, pick_device(cfg), torch.cuda.device_count())
         distributed.launch(cfg.processes, cfg.threads, "stages.train", ["--epochs", str(args.epochs)])
         return
 

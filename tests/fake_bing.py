@@ -1,7 +1,12 @@
 """A stand-in for Bing image search on 127.0.0.1: result pages in Bing's async markup, and the images.
 
     /images/async?q=<keyword>&first=<n>   results n.. of the keyword (35 a page, as Bing answers)
-    /img/<name>                           an image, or one of the faults a real crawl meets
+    /img/<name>                           an image, or one of the faults a real crawl meets: an error,
+                                          a slow answer, a body that never ends, a length that lies,
+                                          a byte a second, a redirect
+
+Hostile answers are bounded all the same (HOSTILE_MAX_BYTES, the bytes' count; a trickle, the
+body's length): the server stops by itself once the client has gone or the bound is reached.
 
 Each result is `<div class="imgpt"><a class="iusc" m="{html-escaped compact JSON}">`, the JSON
 holding the image URL (murl) and the page that shows it (purl), as Bing writes them.
@@ -25,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 PAGE_SIZE = 35
+HOSTILE_MAX_BYTES = 2 * 2**30  # what an endless or lying body sends at most, if the client never hangs up
 
 
 @dataclass
@@ -34,6 +40,10 @@ class Served:
     status: int = 200
     delay_s: float = 0.0  # wait before answering (a slow server)
     fail_first: int = 0  # answer 500 to this many requests before the real answer
+    endless: bool = False  # a body without Content-Length that goes on until the client hangs up
+    length: int | None = None  # announce this Content-Length, and send zeros up to it
+    trickle_s: float = 0.0  # send the body one byte every trickle_s seconds
+    location: str = ""  # answer 302, redirecting here
 
 
 def picture(seed: int, size: tuple[int, int] = (128, 96)) -> Image.Image:
@@ -71,6 +81,8 @@ class FakeBing:
         self.hits: Counter = Counter()  # path -> requests received
         self.queries: list[dict] = []  # the query string of every result-page request
         self.proxied: list[str] = []  # requests that came as to a proxy (an absolute URL), for the host named
+        self.arrivals: list[tuple[str, float]] = []  # (path, time.monotonic()) of every request, as it came
+        self.sent: Counter = Counter()  # path -> body bytes written
         self.page_status = 200
         self.failing_pages: set[int] = set()  # result pages (their `first`) answered with HTTP 500
         self.page_delay_s = 0.0  # result pages answered after this wait (a slow search)
@@ -101,7 +113,8 @@ class FakeBing:
     def page(self, keyword: str, first: int) -> bytes:
         items = []
         for name in self.results.get(keyword, [])[first : first + PAGE_SIZE]:
-            meta = {"cid": name, "purl": f"https://example.org/birds/{name}.html", "murl": f"{self.base}/img/{name}"}
+            url = name if name.startswith("http") else f"{self.base}/img/{name}"  # absolute: a result elsewhere
+            meta = {"cid": name, "purl": f"https://example.org/birds/{name}.html", "murl": url}
             m = html.escape(json.dumps(meta, separators=(",", ":"), ensure_ascii=False), quote=True)
             items.append(f'<li><div class="iuscp"><div class="imgpt"><a class="iusc" m="{m}" href="#">'
                          f'<img class="mimg" alt="{html.escape(keyword)}"></a></div></div></li>')
@@ -116,6 +129,7 @@ class FakeBing:
                 if url.netloc:  # asked as a proxy: it answers for any host
                     fake.proxied.append(self.path)
                 fake.hits[url.path] += 1
+                fake.arrivals.append((url.path, time.monotonic()))
                 if url.path == "/images/async":
                     query = {k: v[0] for k, v in parse_qs(url.query).items()}
                     fake.queries.append(query)
@@ -129,7 +143,36 @@ class FakeBing:
                 time.sleep(served.delay_s)
                 if fake.hits[url.path] <= served.fail_first:
                     return self.answer(500, "text/plain", b"try again")
+                if served.location:
+                    self.send_response(302)
+                    self.send_header("Location", served.location)
+                    self.send_header("Content-Length", "0")
+                    return self.end_headers()
+                if served.endless or served.length is not None or served.trickle_s:
+                    return self.hostile(url.path, served)
                 self.answer(served.status, served.content_type, served.body)
+
+            def hostile(self, path: str, served: Served):
+                body_length = served.length if served.length is not None else len(served.body)
+                try:
+                    self.send_response(served.status)
+                    self.send_header("Content-Type", served.content_type)
+                    if not served.endless:
+                        self.send_header("Content-Length", str(body_length))
+                    self.end_headers()
+                    if served.trickle_s:
+                        for byte in served.body:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            fake.sent[path] += 1
+                            time.sleep(served.trickle_s)
+                        return
+                    chunk = b"\0" * 2**16
+                    while fake.sent[path] < min(body_length if not served.endless else HOSTILE_MAX_BYTES, HOSTILE_MAX_BYTES):
+                        self.wfile.write(chunk)
+                        fake.sent[path] += len(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client hung up: what it is meant to do
 
             def answer(self, status: int, content_type: str, body: bytes):
                 try:

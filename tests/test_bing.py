@@ -2,9 +2,8 @@
 
 import hashlib
 import html
-import queue
 import socket
-import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,7 +13,7 @@ from icrawler.utils import Signal
 from conftest import params_file, tiny_params
 from fake_bing import Served, bomb_png, encode, picture
 from stages.sources import bing
-from stages.sources.cleaning import clean
+from stages.sources.cleaning import Found, clean
 from stages.params import BingFilters, BingSource, BirdClass, load_params
 
 MYNA = BirdClass(slug="myna", keyword="ハッカチョウ")
@@ -155,9 +154,12 @@ def test_a_failed_answer_says_after_how_many_tries_only_when_it_was_retried(fake
     fake_bing.add(MYNA.keyword, "broken.jpg", Served(status=500))
     url = f"{fake_bing.base}/img/broken.jpg"
     for retries, failure in [(0, "HTTP 500"), (1, "HTTP 500 after 2 tries")]:
-        session = bing.BingCrawler(retries, 1, False, tmp_path).session
+        session = bing.RetryingSession(retries, trust_env=False)
         assert session.get(url, timeout=5).status_code == 500
         assert session.failures == {url: failure}
+        limits = bing.DownloadLimits(max_bytes=2**20, deadline_s=10, timeout_s=5, tries=retries + 1)
+        reason, detail, _ = bing.download(requests.Session(), url, tmp_path / "image", limits)
+        assert (reason, detail) == ("fetch_failed", failure) and not (tmp_path / "image").exists()
 
 
 def test_result_page_errors_are_retried_then_reported(fake_bing):
@@ -248,7 +250,7 @@ def page(status: int, body: str, junk: bytes = b"") -> requests.Response:
 
 
 def test_the_parser_keeps_web_images_with_their_page_and_skips_the_rest(tmp_path):
-    parser = bing.BingCrawler(0, 1, False, tmp_path).parser
+    parser = bing.JsonParser(1, Signal(), None)
     links = [
         '{"murl": "https://a.example/1.jpg", "purl": "https://a.example/p1"}',
         '{"murl": "http://b.example/2.png"}',  # no page: recorded empty
@@ -267,14 +269,13 @@ def test_the_parser_keeps_web_images_with_their_page_and_skips_the_rest(tmp_path
     ]
     assert list(parser.parse(page(200, body))) == results
     assert list(parser.parse(page(200, body, junk=b"\xff\xfe"))) == results  # bytes that are not UTF-8 cost nothing
-    assert list(parser.parse(page(503, body))) == [] and parser.pages_read == 2  # a failed page is not read
 
 
 def test_bing_over_https_is_retried_as_the_fake_over_http():
     """Bing answers over https, which no test reaches offline: its requests get the retries the
     tests see over http (a bounded number, GET only, the 429 and 5xx answers, the last answer kept
     and recorded, a Retry-After of an hour not obeyed)."""
-    session = bing.RetryingSession(None, retries=2)
+    session = bing.RetryingSession(2, trust_env=True)
     for url in ("https://www.bing.com/images/async", "http://127.0.0.1:8080/images/async"):
         retry = session.get_adapter(url).max_retries
         assert (retry.total, retry.backoff_factor, retry.allowed_methods, set(retry.status_forcelist)) == \
@@ -299,88 +300,17 @@ def test_filters_set_to_any_are_left_out():
     assert not bing.is_loopback("http://bing.com.localhost.example/") and not bing.is_loopback("no url")
 
 
-def test_the_crawl_keeps_results_in_bings_order_up_to_the_max_num_th_download(tmp_path):
-    downloader = bing.BingCrawler(0, 1, False, tmp_path).downloader
-    downloader.max_num = 2
-    done = {0: "a.jpg", 2: None, 3: "c.jpg", 4: "d.jpg"}  # result 1 still downloading; 2 failed
-    downloader.results = {i: {"filename": f} for i, f in done.items()}
-    assert downloader.in_result_order() == [{"filename": "a.jpg"}]  # no gap: stops before result 1
-    assert not downloader.reach_max_num()
-    downloader.results[1] = {"filename": "b.jpg"}
-    assert [r["filename"] for r in downloader.in_result_order()] == ["a.jpg", "b.jpg"]  # the 2nd download ends it
-    assert downloader.prefix_downloads() == 2 and downloader.reach_max_num()
-    downloader.max_num = 0  # no cap: every finished result without a gap
-    assert [r["filename"] for r in downloader.in_result_order()] == ["a.jpg", "b.jpg", None, "c.jpg", "d.jpg"]
-    assert not downloader.reach_max_num()
-
-
-def test_a_put_waits_for_room_until_the_crawl_stops_and_a_seen_result_is_not_put_again():
-    signal = Signal()
-    signal.set(reach_max_num=False)
-    tasks = bing.TaskQueue(signal, maxsize=1)
-
-    def put_in_thread(task: dict) -> threading.Thread:
-        thread = threading.Thread(target=tasks.put, args=(task,), daemon=True)
-        thread.start()
-        return thread
-
-    tasks.put({"file_url": "a"})
-    again = put_in_thread({"file_url": "a"})  # seen already: dropped, not waiting for room
-    again.join(10)
-    assert not again.is_alive() and tasks.qsize() == 1
-
-    waiting = put_in_thread({"file_url": "b"})
-    waiting.join(3 * bing.POLL_S)
-    assert waiting.is_alive()  # the queue is full: b waits, it is not lost
-    assert queue.Queue.get(tasks)["file_url"] == "a"
-    waiting.join(10)
-    assert not waiting.is_alive() and queue.Queue.get_nowait(tasks) == {"file_url": "b", "index": 1}
-
-    tasks.put({"file_url": "c"})
-    stopped = put_in_thread({"file_url": "d"})
-    signal.set(reach_max_num=True)  # the crawl has its images: a waiting put gives up
-    stopped.join(10)
-    assert not stopped.is_alive() and [queue.Queue.get_nowait(tasks)["file_url"]] == ["c"] and tasks.empty()
-
-
-# `at`: where the error says the class's results could not be read (no page read, no failed
-# request to name): the endpoint when no page was queued, the first page when none was parsed;
-# None when the pages were read and no error is due
-@pytest.mark.parametrize("cls, method, at", [
-    (bing.EndpointFeeder, "feed", "/images/async: "), (bing.JsonParser, "parse", "/images/async?q="),
-    (bing.ProvenanceDownloader, "process_meta", None),
-])
-def test_a_search_thread_that_fails_ends_the_crawl_and_leaves_no_thread_behind(fake_bing, monkeypatch, cls, method, at):
-    """The threads after it wait for it to say it is done, which a thread that died cannot (an
-    error in icrawler's parser loop, say): the crawl itself looks whether each one still runs.
-    With the downloads gone, the parser is left waiting to hand over results (more than the
-    queue holds) until the crawl tells it to stop."""
-    def fails(self, *args, **kwargs):
-        raise RuntimeError(f"{cls.__name__} failed")
-
-    for i in range(12):
-        fake_bing.add(MYNA.keyword, f"m{i}.jpg", Served(encode(picture(i))))
-    monkeypatch.setattr(cls, method, fails)
-    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the dying thread's traceback: expected here
-    cfg = BingSource(endpoint=fake_bing.endpoint, timeout_s=0.5, retries=RETRIES, max_num=10)
-    errors = []
-
-    def run_search():
-        try:
-            list(bing.search([MYNA], cfg))
-        except bing.BingUnreachable as e:
-            errors.append(str(e))
-
-    search = threading.Thread(target=run_search, daemon=True)
-    search.start()
-    search.join(10)
-    assert not search.is_alive(), f"a failed {cls.__name__} left the crawl waiting"
-    if at is None:
-        assert errors == []
-    else:
-        assert len(errors) == 1 and f"class myna ({MYNA.keyword}) at {fake_bing.base}{at}" in errors[0], errors
-        assert errors[0].endswith(f": no answer. {bing.OFFLINE_HINT}")
-    for thread in threading.enumerate():
-        if thread.name.startswith(("feeder-", "parser-", "downloader-")):
-            thread.join(5)
-            assert not thread.is_alive(), f"{thread.name} still runs after the crawl"
+def test_a_class_hands_out_no_more_downloads_than_it_still_needs():
+    """What a one-at-a-time crawl keeps, with downloads in parallel: results are handed out in
+    Bing's order, at most as many at once as downloads are still missing; a failure makes room
+    for the next result."""
+    c = bing.ClassResults(MYNA, [{"file_url": f"u{i}"} for i in range(5)], [])
+    assert c.wanted(max_num=2) == 2
+    c.next, c.in_flight = 2, 2
+    assert c.wanted(2) == 0 and not c.finished(2)
+    c.in_flight, c.done[0] = 1, Found("myna", "bing", None, "HTTP 404")  # result 0 failed
+    assert c.wanted(2) == 1
+    c.next, c.in_flight, c.done[1] = 3, 1, Found("myna", "bing", None, file=Path("1"))
+    c.in_flight, c.done[2] = 0, Found("myna", "bing", None, file=Path("2"))
+    assert c.downloaded() == 2 and c.wanted(2) == 0 and c.finished(2)
+    assert c.wanted(max_num=10) == 2  # more wanted than results left: the results left

@@ -16,7 +16,7 @@ from conftest import NASTY_DECODERS, ROOT, params_file, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
 from stages.manifest import read_manifest, read_rejects
-from stages.sources.cleaning import IN_FLIGHT_PER_WORKER, PLUGIN_ENV, CrawlError, Found, Kept, Limits, decode_all, deduplicate, near_pairs
+from stages.sources.cleaning import PLUGIN_ENV, CrawlError, Found, Kept, Limits, decode_all, deduplicate, near_pairs
 from stages.sources.synthetic import synthesize
 
 
@@ -214,10 +214,10 @@ def test_near_duplicates_are_those_within_the_distance_and_the_first_found_is_ke
     assert [k.seq for k in deduplicate(images, distance - 1)[0]] == [0, 1, 2, 3]  # a stricter threshold keeps #1
 
 
-def test_decoding_holds_a_few_images_per_worker_in_the_workers_asked_for_started_by_a_server(tmp_path, monkeypatch):
-    """Memory does not grow with the number of images: at most IN_FLIGHT_PER_WORKER of them per
-    worker are handed out at once, to as many worker processes as asked for, and those are
-    started by multiprocessing's fork server, never forked from the crawl (it may run threads)."""
+def test_decoding_holds_one_image_per_worker_in_the_workers_asked_for_started_by_a_server(tmp_path, monkeypatch):
+    """Memory does not grow with the number of images: the source is asked for the next image only
+    when a worker is free, the workers are as many as asked for, and they are started by
+    multiprocessing's fork server, never forked from the crawl (it may run threads)."""
     started = tmp_path / "workers.txt"
     plugin = tmp_path / "record_worker.py"  # run in each worker as it starts (PLUGIN_ENV: the tests' decoders)
     plugin.write_text(f"import os\nwith open({str(started)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}} {{os.getppid()}}\\n')\n")
@@ -229,24 +229,25 @@ def test_decoding_holds_a_few_images_per_worker_in_the_workers_asked_for_started
             in_flight.append(i - outcomes)  # handed out, no outcome yet, as the next one is asked for
             yield Found("myna", "test", encode(picture(i)), url=f"u{i}")
 
-    for _ in decode_all(found(), 64, Limits(workers=1)):
+    for _ in decode_all(found(), 64, Limits(workers=1), tmp_path):
         outcomes += 1
-    assert outcomes == 16 and max(in_flight) == IN_FLIGHT_PER_WORKER - 1
+    assert outcomes == 16 and max(in_flight) == 0
     workers = [line.split() for line in started.read_text().splitlines()]
     assert len(workers) == 1 and int(workers[0][1]) != os.getpid()
 
 
-def test_a_decoder_that_hangs_or_dies_while_others_wait_is_rejected_with_why_and_without_its_bytes(monkeypatch):
+def test_a_decoder_that_hangs_or_dies_while_others_wait_is_rejected_with_why_and_without_its_bytes(tmp_path, monkeypatch):
     """A hung decoder is stopped at the time limit and a dead one reported, while the images
     behind them wait for room in flight; their verdicts keep the file's origin, not its bytes."""
     monkeypatch.setenv(PLUGIN_ENV, str(NASTY_DECODERS))
-    files = [b"NASTY:sleep\n", b"NASTY:exit\n"] + [encode(picture(i)) for i in range(2 * IN_FLIGHT_PER_WORKER)]
+    files = [b"NASTY:sleep\n", b"NASTY:exit\n"] + [encode(picture(i)) for i in range(4)]
     found = (Found("myna", "test", data, url=f"u{i}") for i, data in enumerate(files))
 
-    outcomes = dict(decode_all(found, 64, Limits(workers=1, timeout_s=1)))
+    outcomes = dict(decode_all(found, 64, Limits(workers=1, timeout_s=1), tmp_path))
 
     hung, died = outcomes.pop(0), outcomes.pop(1)
     assert (hung.reason, hung.detail) == ("timed_out", "decoding took over 1 s; its process was stopped")
     assert (died.reason, died.detail) == ("decoder_failed", "the decoding process died (exit status 3)")
     assert hung.found == Found("myna", "test", None, url="u0") and died.found == Found("myna", "test", None, url="u1")
-    assert sorted(outcomes) == list(range(2, len(files))) and all(isinstance(o, tuple) for o in outcomes.values())
+    assert sorted(outcomes) == list(range(2, len(files))) and all(isinstance(o, Kept) for o in outcomes.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i}.jpg" for i in range(2, len(files))]  # no staged bytes left

@@ -3,8 +3,10 @@
 import hashlib
 import io
 import os
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,7 +145,7 @@ def test_the_crawl_reads_the_folder_and_the_classes_params_name(tmp_path):
         (tmp_path / "birds" / slug).mkdir(parents=True)
         (tmp_path / "birds" / slug / "a.jpg").write_bytes(slug.encode())
     found = list(find_images(load_params(path=params_file(tmp_path, raw))))
-    assert [(f.label, f.source, f.data) for f in found] == [
+    assert [(f.label, f.source, f.file.read_bytes()) for f in found] == [
         (slug, f"{tmp_path.as_posix()}/birds/{slug}/a.jpg", slug.encode()) for slug in slugs
     ]
 
@@ -161,14 +163,20 @@ def test_a_missing_class_folder_is_named_with_what_is_there(tmp_path):
                                  "expected one folder per class slug: crow, gull")
 
 
-def test_each_file_is_found_with_its_bytes_or_why_it_could_not_be_read(tmp_path):
+def test_each_file_is_found_by_its_path_unread_and_a_file_that_cannot_be_read_says_why(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"bytes")
     os.utime(tmp_path / "a.jpg", (0, 86_400))
-    assert read_found("crow", tmp_path / "a.jpg") == Found("crow", f"{tmp_path.as_posix()}/a.jpg", b"bytes", "",
-                                                          time="1970-01-02T00:00:00+00:00")
+    assert read_found("crow", tmp_path / "a.jpg") == Found("crow", f"{tmp_path.as_posix()}/a.jpg", None, "",
+                                                          file=tmp_path / "a.jpg", time="1970-01-02T00:00:00+00:00")
     (tmp_path / "b.jpg").mkdir()  # a name that cannot be read as a file
-    unreadable = read_found("crow", tmp_path / "b.jpg")
-    assert (unreadable.data, unreadable.error) == (None, "cannot read the file: Is a directory")
+    unreadable = examined_file(tmp_path / "b.jpg")
+    assert (unreadable.reason, unreadable.detail) == ("fetch_failed", "cannot read the file: Is a directory")
+    gone = read_found("crow", tmp_path / "gone.jpg")
+    assert (gone.data, gone.file, gone.error) == (None, None, "cannot read the file: No such file or directory")
+
+
+def examined_file(path: Path) -> Rejected:
+    return examine_untrusted(Found("crow", path.as_posix(), None), str(path), str(path) + ".out", 64, 2**20)
 
 
 def test_a_path_that_is_not_a_folder_names_the_param(tmp_path):
@@ -176,8 +184,12 @@ def test_a_path_that_is_not_a_folder_names_the_param(tmp_path):
         list(read_folder(tmp_path / "nowhere", ["crow"]))
 
 
-def examined(data: bytes | None, min_side: int = 64, error: str = ""):
-    return examine_untrusted(Found("crow", "test", data, error=error), min_side)
+def examined(data: bytes, min_side: int = 64, max_bytes: int = 2**20):
+    """examine_untrusted as a worker runs it on a file: (kept, the bytes it saved) or the rejection."""
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "in").write_bytes(data)
+        outcome = examine_untrusted(Found("crow", "test", None), f"{folder}/in", f"{folder}/out", min_side, max_bytes)
+        return outcome if isinstance(outcome, Rejected) else (outcome, (Path(folder) / f"out{outcome.ext}").read_bytes())
 
 
 def test_examine_in_this_process_gives_each_file_its_verdict_and_its_bytes():
@@ -199,10 +211,11 @@ def test_examine_in_this_process_gives_each_file_its_verdict_and_its_bytes():
 
     def verdict(data, **kwargs):
         rejected = examined(data, **kwargs)
-        assert rejected.found == Found("crow", "test", None, error=kwargs.get("error", ""))  # the bytes are not kept
+        assert rejected.found == Found("crow", "test", None)  # the bytes are not kept
         return rejected.reason, rejected.detail
 
-    assert verdict(None, error="HTTP 404") == ("fetch_failed", "HTTP 404")
+    assert verdict(b"x" * 101, max_bytes=100) == ("too_large", "101 bytes, over the cap of 100 (crawl.max_image_mb)")
+    assert examined(b"x" * 100, max_bytes=100).reason == "not_an_image"  # at the cap: read and examined
     assert verdict(b"") == ("not_an_image", "an empty file")
     assert verdict(b"  <!DOCTYPE html><p>moved</p>") == ("not_an_image", "an HTML page, not an image")
     assert verdict(b"<?xml?><html>") == ("not_an_image", "an HTML page, not an image")
@@ -278,3 +291,17 @@ def test_summary_counts_every_class_and_only_the_reasons_that_occurred():
         ["total", "5", "2", "1", "2"],
     ]
     assert table.splitlines()[1] == "crow       3     2       1          0"  # names left, figures right
+
+
+def test_an_image_over_the_byte_cap_is_rejected_before_any_worker_reads_it(tmp_path):
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as f:
+        f.truncate(101)
+    found = Found("crow", big.as_posix(), None, file=big)
+    assert cleaning.staged(found, tmp_path / "staged", max_bytes=100) == Rejected(
+        found, "too_large", "101 bytes, over the cap of 100 (crawl.max_image_mb)")
+    assert cleaning.staged(found, tmp_path / "staged", max_bytes=101) == big  # at the cap: read by a worker
+    in_memory = Found("crow", "synthetic", b"x" * 101)
+    assert cleaning.staged(in_memory, tmp_path / "staged", max_bytes=100).reason == "too_large"
+    assert cleaning.staged(in_memory, tmp_path / "staged", max_bytes=101) == tmp_path / "staged"
+    assert (tmp_path / "staged").read_bytes() == b"x" * 101

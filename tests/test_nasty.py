@@ -11,6 +11,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from conftest import NASTY_DECODERS, ROOT, params_file, tiny_params
@@ -51,6 +52,18 @@ def jpeg_with_bad_exif(tags: tuple[int, ...] = (0x010E,)) -> bytes:
     return out.getvalue()
 
 
+def corrupt_tiff() -> bytes:
+    """A deflate-compressed TIFF with its compressed pixels scrambled: libtiff, in C, prints what went
+    wrong straight to stderr (`ZIPDecode: Decoding error at scanline 0, ...`), then Pillow raises."""
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(
+        out, "TIFF", compression="tiff_adobe_deflate")
+    data = bytearray(out.getvalue())
+    for i in range(100, len(data) // 2, 7):
+        data[i] ^= 0x5A
+    return bytes(data)
+
+
 def nasty_files() -> dict[str, tuple[bytes, str]]:
     """File name -> (bytes, the reason it must be rejected for, or "kept")."""
     return {
@@ -63,6 +76,7 @@ def nasty_files() -> dict[str, tuple[bytes, str]]:
         "huge.png": (big_png(), "over_memory_cap"),
         "texture.dds": (unknown_dds(), "decoder_failed"),
         "truncated.jpg": (encode(picture(2))[:900], "broken"),
+        "scrambled.tif": (corrupt_tiff(), "broken"),
         "also_good.png": (encode(picture(3), "PNG"), "kept"),
     }
 
@@ -83,6 +97,7 @@ def check_every_file_accounted_for(project: Path, origin) -> None:
     assert rejects[origin("texture.dds")]["detail"].startswith("NotImplementedError: Unimplemented pixel format")
     assert rejects[origin("exits.jpg")]["detail"] == "the decoding process died (exit status 3)"
     assert rejects[origin("segfaults.jpg")]["detail"] == "the decoding process died (signal SIGSEGV)"
+    assert "(decoder warnings: stderr: ZIPDecode: Decoding error" in rejects[origin("scrambled.tif")]["detail"]
     for row in kept.values():
         with Image.open(project / "data/raw" / row["path"]) as img:
             img.load()
@@ -97,6 +112,8 @@ def test_nasty_files_in_a_folder_are_each_rejected_and_the_stage_exits_0(tmp_pat
             (tmp_path / "mine" / slug / f"bird{i}.jpg").write_bytes(encode(picture(100 + 10 * k + i)))
     for name, (data, _) in nasty_files().items():
         (tmp_path / "mine/myna" / name).write_bytes(data)
+    with open(tmp_path / "mine/reed_warbler/3gb.jpg", "wb") as f:
+        f.truncate(3 * 2**30)  # sparse: 3 GiB that take no disk, and must never be read
     params["crawl"].update(source="folder", folder={"path": "mine"})
     params_file(tmp_path, params)
 
@@ -104,9 +121,38 @@ def test_nasty_files_in_a_folder_are_each_rejected_and_the_stage_exits_0(tmp_pat
     result = subprocess.run([sys.executable, "-m", "stages.crawl"], cwd=tmp_path, env=env, capture_output=True, text=True)
 
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""  # Pillow's warnings went into the manifest, not onto the terminal
+    assert result.stderr == ""  # Pillow's warnings and libtiff's messages went to the rejects, not onto the terminal
     check_every_file_accounted_for(tmp_path, lambda name: f"mine/myna/{name}")
+    huge = [r for r in read_rejects(tmp_path / "data/crawl") if r["source"].endswith("3gb.jpg")]
+    assert [(r["reason"], r["detail"]) for r in huge] == [("too_large", f"{3 * 2**30:,} bytes, over the cap of {50 * 2**20:,} (crawl.max_image_mb)")]
     assert "myna" in result.stdout and "timed_out" in result.stdout.splitlines()[1]
+
+
+def crawl_folder(project: Path, classes: dict[str, dict[str, bytes]], **crawl_params) -> subprocess.CompletedProcess:
+    """`python -m stages.crawl` on a folder of <class>/<file name>: bytes, with the tests' decoders."""
+    params = tiny_params()
+    params["crawl"].update(source="folder", folder={"path": "mine"}, **crawl_params)
+    for slug, files in classes.items():
+        (project / "mine" / slug).mkdir(parents=True)
+        for name, data in files.items():
+            (project / "mine" / slug / name).write_bytes(data)
+    params_file(project, params)
+    env = os.environ | {PLUGIN_ENV: str(NASTY_DECODERS), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "stages.crawl"], cwd=project, env=env, capture_output=True, text=True)
+
+
+def test_workers_that_die_as_the_crawl_ends_leave_nothing_on_stderr(tmp_path):
+    """The last images kill their decoding processes, so that replacement workers are still
+    starting when the crawl ends: the crawl ends them without tearing anything down under them
+    (pebble's pool unlinked its semaphores under a starting worker, which printed a traceback)."""
+    birds = {slug: {f"{i}.jpg": encode(picture(10 * k + i)) for i in range(3)}
+             for k, slug in enumerate(["myna", "reed_warbler", "sunbird"])}
+    birds["sunbird"] |= {f"z{i}.jpg": b"NASTY:exit\n" for i in range(4)}  # read last
+    for attempt in range(3):
+        result = crawl_folder(tmp_path / str(attempt), birds, workers=2)
+        assert (result.returncode, result.stderr) == (0, ""), attempt
+        rejects = read_rejects(tmp_path / str(attempt) / "data/crawl")
+        assert [r["detail"] for r in rejects] == ["the decoding process died (exit status 3)"] * 4
 
 
 def test_nasty_files_from_a_web_server_are_each_rejected(tmp_path, monkeypatch, fake_bing):

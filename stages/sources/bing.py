@@ -1,36 +1,40 @@
-"""The bing crawl source: Bing image search through icrawler 0.6.10, as the article crawled.
+"""The bing crawl source: Bing image search through icrawler, as the article crawled; the images
+downloaded here, on plain requests, under limits no server can break.
 
-icrawler's BingImageCrawler is built from a feeder (result-page URLs), a parser (image URLs out of
-each page) and a downloader. Each is replaced here by a small subclass:
+The search is icrawler's: its BingFeeder writes the result-page URLs with Bing's filters (here at
+crawl.bing.endpoint, a param, so tests and users behind a proxy can point it elsewhere), and a
+BingParser reads each result's `m` attribute as JSON (icrawler's own parser keeps only URLs
+ending in .jpg and drops the page an image comes from, which the manifest records).
 
-- the feeder takes the endpoint as an argument (icrawler hard-codes www.bing.com), so tests and
-  users behind a proxy can point it at another host: crawl.bing.endpoint (a param, so DVC sees it);
-- the parser reads each result's `m` attribute as JSON: icrawler's regex keeps only URLs ending in
-  .jpg and drops the page an image comes from, which the manifest records;
-- the downloader saves every answer with status 200, leaving the verdict (and its reason) to the
-  cleaning, and records each result's provenance and outcome in process_meta;
-- the queue between parser and downloader mends two icrawler flaws that lose results, and numbers
-  the results in the order Bing gave them.
+A result URL can be any URL on the web, so each download is bounded:
+- bytes: the Content-Length is checked first, then the bytes are counted as they stream to disk
+  (crawl.max_image_mb), so memory per image stays a chunk whatever the server sends (too_large);
+- time: a wall-clock deadline for the whole download, against servers that send a byte a second
+  (crawl.bing.download_timeout_s: download_timed_out), besides crawl.bing.timeout_s per request;
+- place: every image URL and every redirect is resolved here and refused when it points at a
+  loopback, private, link-local, multicast or reserved address (a cloud machine's metadata
+  service, a router), unless that address is the search endpoint's own (a test server, a mirror
+  on the LAN) or crawl.bing.allow_private_addresses is set. The connection goes to the address
+  that was checked, never to a second answer of the name (refused_address).
 
-Images download crawl.bing.threads at a time, so a slow or dead image server costs its own
-timeout, not everyone's. The crawl keeps what a one-at-a-time crawl would keep: the results in
-Bing's order up to the one that makes crawl.bing.max_num downloaded images; the downloads that
-finished beyond it (the other threads' work) are dropped.
-
-The HTTP session retries connection errors, timeouts and 5xx answers a bounded number of times.
-icrawler's crawl() returns nothing and logs errors instead of raising them, so the outcome of every
-result page and image is checked here.
+One pool of crawl.bing.threads downloads serves every class, so the searches of the next classes
+go on while a download stalls, and a crawl takes as long as its slowest downloads, not the sum of
+each class's. The crawl keeps what a one-at-a-time crawl would keep: the results in Bing's order up
+to the one that makes crawl.bing.max_num downloaded images; a class's downloads in flight are never
+more than it still needs. Requests are retried a bounded number of times after connection errors,
+timeouts and 429/5xx answers.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import ipaddress
 import json
-import logging
-import queue
-import threading
+import socket
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -38,20 +42,20 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from bs4 import BeautifulSoup
-from icrawler import Crawler, ImageDownloader
 from icrawler.builtin.bing import BingFeeder, BingParser
-from icrawler.utils import Session
-from icrawler.utils.cached_queue import CachedQueue
+from icrawler.utils import Signal
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from stages.sources.cleaning import CrawlError, Found
 from stages.params import BirdClass, BingFilters, BingSource, Params
 
 PAGE_STEP = 20  # icrawler's Bing feeder asks for every 20th result (Bing answers up to 35 a page)
-BACKOFF_S = 0.5  # urllib3 sleeps 0, 2x, 4x ... this between retries
+BACKOFF_S = 0.5  # sleeps 0, 2x, 4x ... this between retries
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-POLL_S = 0.2  # how often waiting threads look again
+CHUNK = 64 * 1024  # bytes read at a time from an image's answer
 
 OFFLINE_HINT = (
     "Without network, crawl offline: crawl.source: synthetic (built in) or crawl.source: folder with "
@@ -66,43 +70,53 @@ class BingUnreachable(CrawlError):
 
 def find_images(params: Params) -> Iterator[Found]:
     """The crawl's bing source: one search per class of params, with crawl.bing's settings."""
-    return search(list(params.classes), params.crawl.bing)
+    return search(list(params.classes), params.crawl.bing, params.crawl.max_image_mb)
 
 
-def search(classes: list[BirdClass], cfg: BingSource) -> Iterator[Found]:
-    """Search Bing once per class with its keyword; yield every result, downloaded or not."""
-    url = cfg.endpoint
-    print(f"crawl: searching {url} for {len(classes)} classes, up to {cfg.max_num} images each")
-    for c in classes:
-        with tempfile.TemporaryDirectory(prefix="bing-") as staging:
-            yield from crawl_class(c, cfg, url, Path(staging))
+# --- the search: icrawler's feeder and parser -------------------------------------------------
 
 
-def crawl_class(bird: BirdClass, cfg: BingSource, url: str, staging: Path) -> list[Found]:
-    crawler = BingCrawler(cfg.retries, cfg.threads, trust_env=not is_loopback(url), root_dir=staging)
-    crawler.crawl(
-        feeder_kwargs=dict(endpoint=url, keyword=bird.keyword, max_num=cfg.max_num, filters=filter_options(cfg.filters)),
-        parser_kwargs=dict(queue_timeout=POLL_S, req_timeout=cfg.timeout_s, max_retry=1),  # retries: the session's
-        downloader_kwargs=dict(max_num=cfg.max_num, req_timeout=cfg.timeout_s, max_retry=1),
-    )
-    crawler.signal.set(reach_max_num=True)  # lets go a parser thread still waiting to hand over results
-    pages, failures = crawler.feeder.page_urls, crawler.session.failures
-    if crawler.parser.pages_read == 0:
-        first_page = pages[0] if pages else url  # none queued: the feeder failed
+def search(classes: list[BirdClass], cfg: BingSource, max_image_mb: float = 50.0) -> Iterator[Found]:
+    """Search Bing once per class with its keyword; yield every result, downloaded or not, class by
+    class in Bing's order, while the downloads of all classes share one pool."""
+    print(f"crawl: searching {cfg.endpoint} for {len(classes)} classes, up to {cfg.max_num} images each")
+    pages = search_session(cfg)
+    images = image_session(cfg)
+    limits = DownloadLimits(int(max_image_mb * 2**20), cfg.download_timeout_s, cfg.timeout_s, cfg.retries + 1)
+    with tempfile.TemporaryDirectory(prefix="bing-") as staging, \
+            concurrent.futures.ThreadPoolExecutor(cfg.threads, thread_name_prefix="download") as pool:
+        downloads = Downloads(pool, images, limits, Path(staging), cfg.max_num)
+        for bird in classes:
+            downloads.add(ClassResults(bird, *read_results(bird, cfg, pages)))
+            yield from downloads.finished_classes(wait=False)
+        yield from downloads.finished_classes(wait=True)
+
+
+def read_results(bird: BirdClass, cfg: BingSource, session: RetryingSession) -> tuple[list[dict], list[str]]:
+    """(every result of the class's result pages in Bing's order, what went wrong with the pages lost)."""
+    feeder = EndpointFeeder(1, Signal(), session)
+    parser = JsonParser(1, Signal(), session)
+    urls = feeder.page_urls(cfg.endpoint, bird.keyword, cfg.max_num, filter_options(cfg.filters))
+    results, seen, lost, read = [], set(), [], 0
+    for i, url in enumerate(urls):
+        try:
+            response = session.get(url, timeout=cfg.timeout_s)
+        except requests.RequestException:
+            response = None
+        if response is None or response.status_code != 200:
+            lost.append(f"{session.failures[url]} at first={i * PAGE_STEP}")
+            continue
+        read += 1
+        for result in parser.parse(response):
+            if result["file_url"] not in seen:  # Bing's pages overlap
+                seen.add(result["file_url"])
+                results.append(result)
+    if read == 0:
         raise BingUnreachable(
-            f"could not read Bing's results for class {bird.slug} ({bird.keyword}) at {first_page}: "
-            f"{failures.get(first_page, 'no answer')}. {OFFLINE_HINT}"
+            f"could not read Bing's results for class {bird.slug} ({bird.keyword}) at {urls[0]}: "
+            f"{session.failures.get(urls[0], 'no answer')}. {OFFLINE_HINT}"
         )
-    found = []
-    for r in crawler.downloader.in_result_order():
-        data = (staging / r["filename"]).read_bytes() if r["filename"] else None
-        found.append(Found(bird.slug, "bing", data, r["error"], r["url"], r["page_url"], r["time"]))
-    failed_pages = [f"{failures[p]} at first={i * PAGE_STEP}" for i, p in enumerate(pages) if p in failures]
-    print(
-        f"crawl: {bird.slug} ({bird.keyword}): {len(found)} results, {sum(f.data is not None for f in found)} downloaded"
-        + (f"; result pages lost: {'; '.join(failed_pages)}" if failed_pages else "")
-    )
-    return found
+    return results, lost
 
 
 def filter_options(filters: BingFilters) -> dict:
@@ -110,31 +124,201 @@ def filter_options(filters: BingFilters) -> dict:
     return {k: v for k, v in vars(filters).items() if v != "any"}
 
 
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
+class EndpointFeeder(BingFeeder):
+    """BingFeeder's result-page URLs with its filters, at a given endpoint, the keyword URL-encoded."""
+
+    def page_urls(self, endpoint: str, keyword: str, max_num: int, filters: dict) -> list[str]:
+        qft = self.get_filter().apply(filters)
+        return [
+            f"{endpoint}?{urlencode({'q': keyword, 'first': first})}" + (f"&qft={qft}" if qft else "")
+            for first in range(0, max_num, PAGE_STEP)
+        ]
+
+
+class JsonParser(BingParser):
+    """Every result of a page: `m` is JSON with the image URL (murl) and its page (purl)."""
+
+    def parse(self, response, **kwargs):
+        soup = BeautifulSoup(response.content.decode("utf-8", "ignore"), "lxml")
+        for link in soup.select("div.imgpt a.iusc[m]"):
+            try:
+                meta = json.loads(link["m"])  # BeautifulSoup has already unescaped the attribute
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(meta, dict):
+                continue
+            image_url, page_url = meta.get("murl"), meta.get("purl")
+            if isinstance(image_url, str) and image_url.startswith(("http://", "https://")):
+                yield dict(file_url=image_url, page_url=page_url if isinstance(page_url, str) else "")
+
+
+# --- the downloads: one pool for every class ---------------------------------------------------
+
+
+@dataclass
+class ClassResults:
+    """One class's results and what became of them, result index -> Found."""
+
+    bird: BirdClass
+    results: list[dict]
+    lost_pages: list[str]
+    done: dict[int, Found] = field(default_factory=dict)
+    next: int = 0  # the first result not handed to the pool yet
+    in_flight: int = 0
+
+    def downloaded(self) -> int:
+        return sum(f.file is not None for f in self.done.values())
+
+    def wanted(self, max_num: int) -> int:
+        """How many more results to hand out now: never more downloads than the class still needs."""
+        return max(0, min(max_num - self.downloaded() - self.in_flight, len(self.results) - self.next))
+
+    def finished(self, max_num: int) -> bool:
+        return self.in_flight == 0 and self.wanted(max_num) == 0
+
+
+class Downloads:
+    """The results of every class through one pool; classes come out whole, in the order added."""
+
+    def __init__(self, pool, session: requests.Session, limits: DownloadLimits, staging: Path, max_num: int):
+        self.pool, self.session, self.limits, self.staging, self.max_num = pool, session, limits, staging, max_num
+        self.classes: list[ClassResults] = []
+        self.running: dict[concurrent.futures.Future, tuple[ClassResults, int]] = {}
+
+    def add(self, c: ClassResults) -> None:
+        self.classes.append(c)
+        self.hand_out(c)
+
+    def hand_out(self, c: ClassResults) -> None:
+        for _ in range(c.wanted(self.max_num)):
+            i = c.next
+            future = self.pool.submit(download, self.session, c.results[i]["file_url"], self.staged(c, i), self.limits)
+            self.running[future] = c, i
+            c.next, c.in_flight = i + 1, c.in_flight + 1
+
+    def staged(self, c: ClassResults, i: int) -> Path:
+        return self.staging / f"{c.bird.slug}-{i}"
+
+    def finished_classes(self, wait: bool) -> Iterator[Found]:
+        """Yield every result of the first classes whose downloads are all done; with wait, of every class."""
+        while self.classes:
+            head = self.classes[0]
+            for future in self.completed(block=wait and not head.finished(self.max_num)):
+                c, i = self.running.pop(future)
+                c.in_flight -= 1
+                c.done[i] = as_found(c.bird, c.results[i], future.result(), self.staged(c, i))
+                self.hand_out(c)
+            if head.finished(self.max_num):
+                yield from release(self.classes.pop(0))
+            elif not wait:
+                return
+
+    def completed(self, block: bool) -> set[concurrent.futures.Future]:
+        if not block:
+            return {f for f in self.running if f.done()}
+        done, _ = concurrent.futures.wait(self.running, return_when=concurrent.futures.FIRST_COMPLETED)
+        return done
+
+
+def release(c: ClassResults) -> Iterator[Found]:
+    """The class's results in Bing's order, each image's bytes read from staging only as it is yielded."""
+    print(
+        f"crawl: {c.bird.slug} ({c.bird.keyword}): {c.next} results, {c.downloaded()} downloaded"
+        + (f"; result pages lost: {'; '.join(c.lost_pages)}" if c.lost_pages else "")
+    )
+    for i in range(c.next):
+        f = c.done.pop(i)
+        if f.file is not None:
+            data = f.file.read_bytes()
+            f.file.unlink()
+            f = dataclasses.replace(f, data=data, file=None)
+        yield f
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    max_bytes: int  # crawl.max_image_mb
+    deadline_s: float  # the whole download, retries included: crawl.bing.download_timeout_s
+    timeout_s: float  # connecting, and each wait for bytes: crawl.bing.timeout_s
+    tries: int  # 1 + crawl.bing.retries
+
+
+class Refused(Exception):
+    """Why an image is not downloaded: (reason, detail) as the cleaning records them."""
+
+
+def download(session: requests.Session, url: str, path: Path, limits: DownloadLimits) -> tuple[str, str, str]:
+    """Stream the image at `url` into `path`: ("", "", time) when saved, else (reason, detail, time)."""
+    deadline = time.monotonic() + limits.deadline_s
     try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        for attempt in range(limits.tries):
+            with session.get(url, stream=True, timeout=limits.timeout_s, headers={"Accept-Encoding": "identity"}) as answer:
+                if answer.status_code in RETRY_STATUSES and attempt + 1 < limits.tries:
+                    time.sleep(min(BACKOFF_S * 2**attempt, max(0.0, deadline - time.monotonic())))
+                    continue  # closed unread: an endless error page costs nothing
+                if answer.status_code != 200:
+                    tried = f" after {limits.tries} tries" if answer.status_code in RETRY_STATUSES and limits.tries > 1 else ""
+                    raise Refused("fetch_failed", f"HTTP {answer.status_code}{tried}")
+                save(answer, path, limits, deadline)
+                return "", "", now()
+    except Refused as e:
+        path.unlink(missing_ok=True)
+        return (*e.args, now())
+    except RefusedAddress as e:
+        return "refused_address", str(e), now()
+    except requests.RequestException as e:
+        path.unlink(missing_ok=True)
+        return "fetch_failed", describe_error(e, limits.tries), now()
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
-class RetryingSession(Session):
-    """icrawler's session with bounded retries, remembering why each failed URL failed."""
+def save(answer: requests.Response, path: Path, limits: DownloadLimits, deadline: float) -> None:
+    """The body into `path`, a chunk at a time, within the byte cap and the deadline."""
+    announced = answer.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > limits.max_bytes:
+        raise Refused("too_large", f"announced {int(announced):,} bytes, over the cap of {limits.max_bytes:,} (crawl.max_image_mb)")
+    size = 0
+    with open(path, "wb") as f:
+        while chunk := answer.raw.read1(CHUNK):  # what has arrived, up to CHUNK: a slow server is checked on every byte
+            size += len(chunk)
+            if size > limits.max_bytes:
+                raise Refused("too_large", f"over {limits.max_bytes:,} bytes sent, the cap (crawl.max_image_mb); stopped reading")
+            if time.monotonic() > deadline:
+                raise Refused("download_timed_out", f"{size:,} bytes in {limits.deadline_s:g} s, not done (crawl.bing.download_timeout_s)")
+            f.write(chunk)
 
-    def __init__(self, proxy_pool, retries: int):
-        super().__init__(proxy_pool)
-        retry = Retry(
-            total=retries,
-            backoff_factor=BACKOFF_S,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods={"GET"},
-            raise_on_status=False,  # the last answer comes back, and is recorded below
-            respect_retry_after_header=False,  # a server asking for an hour's pause must not stall the crawl
-        )
-        self.mount("http://", HTTPAdapter(max_retries=retry))
-        self.mount("https://", HTTPAdapter(max_retries=retry))
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def as_found(bird: BirdClass, result: dict, outcome: tuple[str, str, str], path: Path) -> Found:
+    reason, detail, when = outcome
+    saved = path if not reason else None
+    return Found(bird.slug, "bing", None, detail, reason or "fetch_failed", saved, result["file_url"], result["page_url"], when)
+
+
+def describe_error(error: requests.RequestException, tries: int) -> str:
+    reason = getattr(error.args[0], "reason", None) if error.args else None  # urllib3's MaxRetryError
+    cause = reason or error
+    kind = "timed out" if "timed out" in str(cause).lower() else type(cause).__name__
+    return f"{kind} ({tries} tries): {cause}"
+
+
+# --- HTTP: retries, proxies, and the address guard ---------------------------------------------
+
+
+class RetryingSession(requests.Session):
+    """A session with bounded retries, remembering why each failed URL failed (for result pages)."""
+
+    def __init__(self, retries: int, trust_env: bool):
+        super().__init__()
+        self.trust_env = trust_env  # proxy settings apply to Bing; a server on this machine is reached directly
+        self.headers["User-Agent"] = USER_AGENT
         self.tries = retries + 1
         self.failures: dict[str, str] = {}  # url -> why it failed
+        for scheme in ("http://", "https://"):
+            self.mount(scheme, HTTPAdapter(max_retries=retry_policy(retries)))
 
     def get(self, url, **kwargs):
         try:
@@ -148,170 +332,110 @@ class RetryingSession(Session):
         return response
 
 
-def describe_error(error: requests.RequestException, tries: int) -> str:
-    reason = getattr(error.args[0], "reason", None) if error.args else None  # urllib3's MaxRetryError
-    cause = reason or error
-    kind = "timed out" if "timed out" in str(cause).lower() else type(cause).__name__
-    return f"{kind} ({tries} tries): {cause}"
+def retry_policy(retries: int, statuses: tuple[int, ...] = RETRY_STATUSES) -> Retry:
+    return Retry(
+        total=retries,
+        backoff_factor=BACKOFF_S,
+        status_forcelist=statuses,
+        allowed_methods={"GET"},
+        raise_on_status=False,  # the last answer comes back, and is recorded
+        respect_retry_after_header=False,  # a server asking for an hour's pause must not stall the crawl
+    )
 
 
-class EndpointFeeder(BingFeeder):
-    """BingFeeder's result-page URLs, at a given endpoint, with the keyword URL-encoded."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.page_urls: list[str] = []  # the result pages queued, in order
-
-    def feed(self, endpoint, keyword, max_num, filters=None):
-        qft = self.get_filter().apply(filters)
-        for first in range(0, max_num, PAGE_STEP):
-            url = f"{endpoint}?{urlencode({'q': keyword, 'first': first})}" + (f"&qft={qft}" if qft else "")
-            self.page_urls.append(url)
-            self.out_queue.put(url)
-        # One feeder thread: the parser may stop once the queue is empty, without waiting for
-        # BingCrawler.crawl() to see that this thread ended.
-        self.signal.set(feeder_exited=True)
+def search_session(cfg: BingSource) -> RetryingSession:
+    return RetryingSession(cfg.retries, trust_env=not is_loopback(cfg.endpoint))
 
 
-class JsonParser(BingParser):
-    """Every result of a page: `m` is JSON with the image URL (murl) and its page (purl)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pages_read = 0
-
-    def worker_exec(self, **kwargs):
-        super().worker_exec(**kwargs)
-        self.signal.set(parser_exited=True)  # one parser thread: as for the feeder above
-
-    def parse(self, response, **kwargs):
-        if response.status_code != 200:
-            return  # the session has recorded why
-        self.pages_read += 1
-        soup = BeautifulSoup(response.content.decode("utf-8", "ignore"), "lxml")
-        for link in soup.select("div.imgpt a.iusc[m]"):
-            try:
-                meta = json.loads(link["m"])  # BeautifulSoup has already unescaped the attribute
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(meta, dict):
-                continue  # an error here would end the parser's thread, and the crawl of the class
-            image_url, page_url = meta.get("murl"), meta.get("purl")
-            if isinstance(image_url, str) and image_url.startswith(("http://", "https://")):
-                yield dict(file_url=image_url, page_url=page_url if isinstance(page_url, str) else "")
+def image_session(cfg: BingSource) -> requests.Session:
+    """Images: connection errors and timeouts retried by urllib3; 429/5xx by download() itself, which
+    closes such an answer unread (urllib3 would read its whole body first); every direct connection
+    through the address guard."""
+    session = requests.Session()
+    session.trust_env = not is_loopback(cfg.endpoint)
+    session.headers["User-Agent"] = USER_AGENT
+    guard = None if cfg.allow_private_addresses else AddressGuard(endpoint_addresses(cfg.endpoint))
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, GuardedAdapter(guard, max_retries=retry_policy(cfg.retries, statuses=())))
+    return session
 
 
-class ProvenanceDownloader(ImageDownloader):
-    """Saves every 200 answer and records, for each result, its URLs, file (or why not) and time.
-
-    Several threads download at once, and finish in any order. The crawl ends once the results
-    in Bing's order, from the first one on, are all finished and hold max_num downloads: what a
-    one-at-a-time crawl would have kept, whatever the threads' timing."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.results: dict[int, dict] = {}  # result index -> outcome
-        self.results_lock = threading.Lock()
-
-    def keep_file(self, task, response, **kwargs):
-        return True  # the cleaning decides, and writes down why
-
-    def reach_max_num(self):
-        if self.signal.get("reach_max_num"):
-            return True
-        return self.max_num > 0 and len(self.in_result_order()) >= self.max_num and self.prefix_downloads() >= self.max_num
-
-    def prefix_downloads(self) -> int:
-        return sum(r["filename"] is not None for r in self.in_result_order())
-
-    def in_result_order(self) -> list[dict]:
-        """The finished results from the first on, without gaps, up to the max_num-th download."""
-        with self.results_lock:
-            done = dict(self.results)
-        prefix, downloads = [], 0
-        while len(prefix) in done and (self.max_num <= 0 or downloads < self.max_num):
-            prefix.append(done[len(prefix)])
-            downloads += prefix[-1]["filename"] is not None
-        return prefix
-
-    def process_meta(self, task):
-        error = "" if task["success"] else self.session.failures.get(task["file_url"], "not downloaded")
-        result = dict(
-            url=task["file_url"], page_url=task["page_url"], filename=task["filename"],  # icrawler's: None unless saved
-            error=error, time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
-        with self.results_lock:
-            self.results[task["index"]] = result
-        if self.reach_max_num():
-            self.signal.set(reach_max_num=True)  # the other threads take no more results
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
 
-class TaskQueue(CachedQueue):
-    """The parser-to-downloader queue, mending two flaws of icrawler's:
-    - put(): icrawler marks a task as seen before putting it, so when the queue stays full for a
-      second (the downloader busy with a slow image) the parser's retry is dropped as a duplicate
-      and the result is lost. Here a put waits for room, until the crawl stops.
-    - get(): icrawler's downloader stops waiting for tasks after a timeout even while the parser is
-      still fetching a slow result page. Here a get waits for as long as the parser runs.
-    Each new result gets its index in Bing's order (one parser thread puts them)."""
-
-    def __init__(self, signal, maxsize: int):
-        super().__init__(maxsize)
-        self.signal = signal
-        self.next_index = 0
-
-    def put(self, item, block=True, timeout=None, dup_callback=None):
-        if self.is_duplicated(item):
-            return
-        item["index"], self.next_index = self.next_index, self.next_index + 1
-        while not self.signal.get("reach_max_num"):
-            try:
-                return queue.Queue.put(self, item, timeout=POLL_S)  # not CachedQueue's: seen already
-            except queue.Full:
-                pass
-
-    def get(self, block=True, timeout=None):
-        while True:
-            try:
-                return super().get(block, timeout=POLL_S)
-            except queue.Empty:
-                if self.signal.get("parser_exited"):
-                    raise
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-class BingCrawler(Crawler):
-    """icrawler's Crawler with the parts above, for one search (keyword): one crawl() call."""
+class RefusedAddress(Exception):
+    """An image URL, or a redirect, points at an address the crawl does not fetch from."""
 
-    def __init__(self, retries: int, threads: int, trust_env: bool, root_dir: Path):
-        self.retries, self.trust_env = retries, trust_env
-        super().__init__(
-            feeder_cls=EndpointFeeder,
-            parser_cls=JsonParser,
-            downloader_cls=ProvenanceDownloader,
-            downloader_threads=threads,  # numbered by result order all the same (ProvenanceDownloader)
-            storage={"backend": "FileSystem", "root_dir": str(root_dir)},
-            log_level=logging.WARNING,
-        )
-        self.parser.out_queue = self.downloader.in_queue = TaskQueue(self.signal, self.parser.out_queue.maxsize)
 
-    def crawl(self, feeder_kwargs, parser_kwargs, downloader_kwargs):
-        """icrawler's crawl(), looking every POLL_S instead of every second whether the threads
-        are done (which cost every class up to a second after its last download). A feeder or
-        parser thread that died is seen here too, and lets the threads after it stop."""
-        self.feeder.start(**feeder_kwargs)
-        self.parser.start(**parser_kwargs)
-        self.downloader.start(**downloader_kwargs)
-        while self.downloader.is_alive():
-            if not self.feeder.is_alive():
-                self.signal.set(feeder_exited=True)
-            if not self.parser.is_alive():
-                self.signal.set(parser_exited=True)
-            time.sleep(POLL_S)
+def endpoint_addresses(endpoint: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The search endpoint's own addresses, which its results may point at (a test server, a LAN mirror)."""
+    host, port = urlsplit(endpoint).hostname or "", urlsplit(endpoint).port or 443
+    try:
+        return {address(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except (socket.gaierror, UnicodeError):
+        return set()
 
-    def set_session(self, headers=None):
-        super().set_session(headers)  # icrawler's browser-like headers
-        session = RetryingSession(self.proxy_pool, self.retries)
-        session.headers.update(self.session.headers)
-        # Proxy settings from the environment apply to Bing; a server on this machine is reached directly.
-        session.trust_env = self.trust_env
-        self.session = session
+
+def address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(text.split("%")[0])
+    return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
+
+
+def not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """What kind of address the crawl refuses `ip` as, or "" for a public one."""
+    for kind in ("loopback", "link_local", "multicast", "reserved", "unspecified", "private"):  # private: the rest of the non-public ranges
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return "" if ip.is_global else "non-global"
+
+
+class AddressGuard:
+    def __init__(self, allowed: set):
+        self.allowed = allowed
+
+    def resolve(self, host: str, port: int) -> str:
+        """The address to connect to for host: every answer checked, the first one used."""
+        try:
+            answers = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+        except (socket.gaierror, UnicodeError):
+            return host  # urllib3 fails on it again, and says so as for any unknown name
+        for answer in answers:
+            ip = address(answer)
+            if ip not in self.allowed and (kind := not_public(ip)):
+                raise RefusedAddress(f"{host} is {ip}, a {kind} address; the crawl fetches images from public addresses only")
+        return answers[0]
+
+
+class GuardedAdapter(HTTPAdapter):
+    """Direct connections go to an address the guard checked. Through a proxy, the proxy connects,
+    and its own policy applies: the guard does not see the address."""
+
+    def __init__(self, guard: AddressGuard | None, **kwargs):
+        self.guard = guard
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        if self.guard is not None:
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": guarded_pool(HTTPConnectionPool, HTTPConnection, self.guard),
+                "https": guarded_pool(HTTPSConnectionPool, HTTPSConnection, self.guard),
+            }
+
+
+def guarded_pool(pool_cls: type, connection_cls: type, guard: AddressGuard) -> type:
+    class GuardedConnection(connection_cls):
+        def _new_conn(self):
+            # urllib3 connects to _dns_host: the checked address, so a second DNS answer cannot differ
+            self._dns_host = guard.resolve(self.host, self.port)
+            return super()._new_conn()
+
+    return type(f"Guarded{pool_cls.__name__}", (pool_cls,), {"ConnectionCls": GuardedConnection})

@@ -9,17 +9,19 @@ e.g. the same photo resized or recompressed). One copy stays within a class; an 
 two classes is dropped from both, since it cannot be a good example of either.
 
 The bytes are untrusted (any web server, any folder), and a decoder can raise anything, hang,
-crash its process or ask for gigabytes. So decoding runs in worker processes, each image under a
-time limit and each worker under a memory cap: whatever a decoder does, that one file is
-rejected with its reason and the crawl goes on. Kept images are written to the destination
-folder as they arrive (only their hashes and sizes stay in memory) and get their final names
-once duplicates are known; the names follow the order the source found the images in, so the
-output is the same whatever the number of workers and the order in which they finish.
+crash its process, ask for gigabytes or write to the terminal. So decoding runs in worker
+processes (stages/sources/sandbox.py), each image under a time limit and each worker under a
+memory cap, with what a decoder writes to stderr (libtiff does) filed with the image: whatever a
+decoder does, that one file is rejected with its reason and the crawl goes on. No image larger
+than crawl.max_image_mb is read at all. A worker is handed a file's path, never its bytes, and
+writes the kept image to the destination folder itself (only hashes and sizes come back); the
+images get their final names once duplicates are known; the names follow the order the source
+found the images in, so the output is the same whatever the number of workers and the order in
+which they finish.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import io
@@ -28,6 +30,8 @@ import os
 import resource
 import shutil
 import signal
+import sys
+import tempfile
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -36,14 +40,17 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-import pebble
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from stages.errors import PipelineError
+from stages.sources.sandbox import Died, TimedOut, run_isolated
 
 # Every reason an image is rejected, in the order the pipeline meets them.
 REASONS = (
     "fetch_failed",  # the download (or the file read) failed
+    "refused_address",  # the image URL, or a redirect, points at a private, loopback or link-local address (bing)
+    "download_timed_out",  # the whole download took longer than crawl.bing.download_timeout_s (bing)
+    "too_large",  # more bytes than crawl.max_image_mb: announced, sent, or the file's size; never read whole
     "not_an_image",  # no image format recognised: an HTML page saved as .jpg, a text file, ...
     "broken",  # an image format, but truncated or corrupt
     "decoder_failed",  # the decoder raised an error of another kind, or its process died
@@ -59,7 +66,7 @@ REASONS = (
 # Tests only: a Python file that each decoding process runs at start, to register decoders that
 # misbehave on purpose (tests/nasty_decoders.py). Never set it for a real crawl: DVC does not see it.
 PLUGIN_ENV = "BIRDS_CRAWL_TEST_DECODERS"
-IN_FLIGHT_PER_WORKER = 4  # images handed out ahead per worker: enough to keep each busy, few bytes held
+STDERR_KEPT = 500  # characters of what a decoder wrote to stderr that are filed with its image
 
 # Formats kept byte for byte when already upright RGB; anything else is re-encoded, lossy sources as
 # JPEG, lossless ones as PNG, so the file's extension always says what it holds.
@@ -79,8 +86,10 @@ class Found:
 
     label: str  # class slug
     source: str  # synthetic | bing | the original file's path (folder source)
-    data: bytes | None  # None when it could not be fetched; `error` says why
+    data: bytes | None  # the image's bytes, or None: in `file`, or not fetched (`reason` and `error` say why)
     error: str = ""
+    reason: str = "fetch_failed"  # one of REASONS, for an image neither in data nor in file
+    file: Path | None = None  # where the image is when a source does not hold its bytes (folder)
     url: str = ""  # the image's URL (bing)
     page_url: str = ""  # the page that shows it (bing)
     time: str = ""  # when it was fetched (bing) or last modified (folder), UTC ISO 8601
@@ -111,6 +120,7 @@ class Limits:
     workers: int = 1  # processes; 0 = one per CPU core
     timeout_s: float = 30.0
     memory_mb: int = 2048
+    max_bytes: int = 50 * 2**20  # an image's file
 
     @property
     def processes(self) -> int:
@@ -149,19 +159,17 @@ class Cleaned:
 
 
 def clean(found: Iterable[Found], dest: Path, min_side: int, near_duplicate_distance: int, limits: Limits = Limits()) -> Cleaned:
-    """Examine every image in worker processes, write the kept ones under `dest` as they arrive,
+    """Examine every image in worker processes, which write the kept ones under `dest` as they go,
     then drop duplicates and name the rest dest/<class>/<class>_<nnn><ext> in the order found."""
     incoming = Path(dest) / ".incoming"  # kept images under their sequence number, until named
     incoming.mkdir(parents=True, exist_ok=True)
     counts: Counter = Counter()
     kept, rejected = [], []
-    for seq, outcome in decode_all(counted(found, counts), min_side, limits):
+    for seq, outcome in decode_all(counted(found, counts), min_side, limits, incoming):
         if isinstance(outcome, Rejected):
             rejected.append((seq, outcome))
-            continue
-        k, data = outcome
-        (incoming / f"{seq}{k.ext}").write_bytes(data)
-        kept.append(dataclasses.replace(k, seq=seq))
+        else:
+            kept.append(dataclasses.replace(outcome, seq=seq))
     kept.sort(key=lambda k: k.seq)
     rejected = [r for _, r in sorted(rejected, key=lambda x: x[0])]
     start = time.perf_counter()
@@ -181,26 +189,54 @@ def counted(found: Iterable[Found], counts: Counter) -> Iterator[Found]:
         yield f
 
 
-def decode_all(found: Iterable[Found], min_side: int, limits: Limits) -> Iterator[tuple[int, tuple[Kept, bytes] | Rejected]]:
-    """(sequence number, outcome) of every image, in the order the workers finish. At most a few
-    images per worker are in flight, so memory does not grow with the number of images."""
-    context = process_context()
-    plugin = os.environ.get(PLUGIN_ENV, "")
-    pool = pebble.ProcessPool(limits.processes, initializer=start_worker, initargs=(limits.memory_mb, plugin), context=context)
-    pending: dict[concurrent.futures.Future, tuple[int, Found]] = {}
-    try:
+def decode_all(found: Iterable[Found], min_side: int, limits: Limits, incoming: Path) -> Iterator[tuple[int, Kept | Rejected]]:
+    """(sequence number, outcome) of every image, in the order they are decided; a kept image is
+    written to incoming/<seq><ext> by its worker. Images are taken from the source only as workers
+    become free, so memory does not grow with their number."""
+    bare: dict[int, Found] = {}  # the images in the workers, without their bytes
+    decided: list[tuple[int, Rejected]] = []  # images no worker needs to see
+
+    def tasks() -> Iterator[tuple[int, tuple]]:
         for seq, f in enumerate(found):
-            if f.data is None:  # nothing to decode
-                yield seq, Rejected(f, "fetch_failed", f.error)
-                continue
-            pending[pool.schedule(examine_untrusted, (f, min_side), timeout=limits.timeout_s)] = seq, f
-            while len(pending) >= limits.processes * IN_FLIGHT_PER_WORKER:
-                yield from finished(pending, limits, concurrent.futures.FIRST_COMPLETED)
-        while pending:
-            yield from finished(pending, limits, concurrent.futures.ALL_COMPLETED)
-    finally:
-        pool.stop()  # after a failed source too: no worker outlives the crawl
-        pool.join()
+            bare[seq] = dataclasses.replace(f, data=None)
+            file = staged(f, incoming / f"{seq}.source", limits.max_bytes)
+            if isinstance(file, Rejected):
+                decided.append((seq, dataclasses.replace(file, found=bare.pop(seq))))
+            else:
+                yield seq, (bare[seq], str(file), str(incoming / str(seq)), min_side, limits.max_bytes)
+
+    plugin = os.environ.get(PLUGIN_ENV, "")
+    results = run_isolated(
+        examine_untrusted, tasks(), limits.processes, limits.timeout_s, process_context(),
+        start_worker, (limits.memory_mb, plugin),
+    )
+    for seq, outcome in results:
+        yield from decided
+        decided.clear()
+        (incoming / f"{seq}.source").unlink(missing_ok=True)
+        yield seq, outcome_of(outcome, bare.pop(seq), limits)
+    yield from decided
+
+
+def staged(f: Found, path: Path, max_bytes: int) -> Path | Rejected:
+    """Where a worker reads `f` from: its own file, or its bytes written to `path`; or why no worker
+    needs to see it (not fetched, or too large: a file's size is read, not its bytes)."""
+    if f.data is not None:
+        if len(f.data) > max_bytes:
+            return too_large(f, len(f.data), max_bytes)
+        path.write_bytes(f.data)
+        return path
+    if f.file is None:
+        return Rejected(f, f.reason, f.error)
+    try:
+        size = os.stat(f.file).st_size
+    except OSError as e:
+        return Rejected(f, "fetch_failed", f"cannot read the file: {e.strerror}")
+    return too_large(f, size, max_bytes) if size > max_bytes else Path(f.file)
+
+
+def too_large(f: Found, size: int, max_bytes: int) -> Rejected:
+    return Rejected(f, "too_large", f"{size:,} bytes, over the cap of {max_bytes:,} (crawl.max_image_mb)")
 
 
 def process_context() -> multiprocessing.context.BaseContext:
@@ -211,27 +247,25 @@ def process_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def finished(pending: dict, limits: Limits, until: str) -> Iterator[tuple[int, tuple[Kept, bytes] | Rejected]]:
-    done, _ = concurrent.futures.wait(pending, return_when=until)
-    for future in done:
-        seq, f = pending.pop(future)
-        yield seq, outcome_of(future, dataclasses.replace(f, data=None), limits)
-
-
-def outcome_of(future: concurrent.futures.Future, bare: Found, limits: Limits) -> tuple[Kept, bytes] | Rejected:
+def outcome_of(outcome: Kept | Rejected | TimedOut | Died, bare: Found, limits: Limits) -> Kept | Rejected:
     """The worker's verdict, or the reason its process gave none."""
-    try:
-        return future.result()
-    except concurrent.futures.TimeoutError:
+    if isinstance(outcome, TimedOut):
         return Rejected(bare, "timed_out", f"decoding took over {limits.timeout_s:g} s; its process was stopped")
-    except pebble.ProcessExpired as e:
-        code = e.exitcode
+    if isinstance(outcome, Died):
+        code = outcome.exitcode
         how = f"signal {signal.Signals(-code).name}" if code and code < 0 and -code in signal.valid_signals() else f"exit status {code}"
         return Rejected(bare, "decoder_failed", f"the decoding process died ({how})")
+    return outcome
 
 
 def start_worker(memory_mb: int, plugin: str) -> None:
-    """In each worker: cap the memory it may add to what it holds now, then load the tests' decoders."""
+    """In each worker: send stderr to a file of its own (read by decoder_stderr), cap the memory it
+    may add to what it holds now, then load the tests' decoders."""
+    global captured_stderr
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as file:
+        os.dup2(file.fileno(), 2)  # the file lives on as fd 2
+    captured_stderr = True
     if hasattr(resource, "RLIMIT_AS") and os.path.exists("/proc/self/statm"):  # Linux; elsewhere no cap
         with open("/proc/self/statm") as f:
             mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -242,26 +276,62 @@ def start_worker(memory_mb: int, plugin: str) -> None:
         exec(compile(Path(plugin).read_text(encoding="utf-8"), plugin, "exec"), {"__name__": "test_decoders"})
 
 
-def examine_untrusted(found: Found, min_side: int) -> tuple[Kept, bytes] | Rejected:
-    """examine(), turning any exception into a verdict: runs in a worker, on bytes from anywhere."""
-    bare = dataclasses.replace(found, data=None)
+captured_stderr = False  # True in a worker, whose stderr start_worker sent to a file
+
+
+def decoder_stderr() -> str:
+    """What Python or C code wrote to this worker's stderr since the last call, on one line."""
+    if not captured_stderr:
+        return ""  # examine_untrusted called in another process (the tests): its stderr is not ours to read
+    sys.stderr.flush()
+    said = os.pread(2, 4 * STDERR_KEPT, 0).decode("utf-8", "replace")
+    os.ftruncate(2, 0)
+    os.lseek(2, 0, os.SEEK_SET)
+    return " ".join(said.split())[:STDERR_KEPT]
+
+
+class Unreadable(Exception):
+    def __init__(self, verdict: Rejected):
+        self.verdict = verdict
+
+
+def read_capped(bare: Found, path: str, max_bytes: int) -> bytes:
+    """The file's bytes, never more than max_bytes of them read (a file may grow after its size was checked)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise Unreadable(Rejected(bare, "fetch_failed", f"cannot read the file: {e.strerror}")) from None
+    if len(data) > max_bytes:
+        raise Unreadable(too_large(bare, os.path.getsize(path), max_bytes))
+    return data
+
+
+def examine_untrusted(bare: Found, source: str, out_stem: str, min_side: int, max_bytes: int) -> Kept | Rejected:
+    """examine() on the file at `source`, turning any exception into a verdict and writing a kept
+    image to <out_stem><ext>: runs in a worker, on bytes from anywhere."""
+    decoder_stderr()  # forget what came before this image
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # Pillow only warns between its pixel limit and twice that; both are bombs here.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            outcome = examine(found, min_side)
+            outcome = examine(dataclasses.replace(bare, data=read_capped(bare, source, max_bytes)), min_side)
+        except Unreadable as e:
+            outcome = e.verdict
         except MemoryError:
             outcome = Rejected(bare, "over_memory_cap", "decoding needed more memory than crawl.decode_memory_mb allows")
         except Exception as e:  # a decoder on hostile bytes can raise anything: IndexError, NotImplementedError, ...
             outcome = Rejected(bare, "decoder_failed", f"{type(e).__name__}: {e}")
-    said = "; ".join(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-    if not said:
-        return outcome
+    said = [f"{w.category.__name__}: {w.message}" for w in caught]
+    if printed := decoder_stderr():
+        said.append(f"stderr: {printed}")
+    said = "; ".join(dict.fromkeys(said))
     if isinstance(outcome, Rejected):
-        return dataclasses.replace(outcome, detail=f"{outcome.detail} (decoder warnings: {said})")
+        return dataclasses.replace(outcome, detail=f"{outcome.detail} (decoder warnings: {said})") if said else outcome
     kept, data = outcome
-    return dataclasses.replace(kept, warnings=said), data
+    Path(f"{out_stem}{kept.ext}").write_bytes(data)
+    return dataclasses.replace(kept, warnings=said)
 
 
 def examine(found: Found, min_side: int) -> tuple[Kept, bytes] | Rejected:
@@ -269,7 +339,7 @@ def examine(found: Found, min_side: int) -> tuple[Kept, bytes] | Rejected:
     cannot be used. Exceptions other than the documented ones of a bad file propagate."""
     bare = dataclasses.replace(found, data=None)
     if found.data is None:
-        return Rejected(bare, "fetch_failed", found.error)
+        return Rejected(bare, found.reason, found.error)
     try:
         with Image.open(io.BytesIO(found.data)) as img:
             img.verify()  # structure and checksums; it does not decode the pixels

@@ -3,7 +3,8 @@
     <crawl.folder.path>/<slug>/<any file name>   (sub-folders of a class folder are searched too)
 
 Every file is handed to the cleaning as found: a stray text file is rejected with its reason like
-any broken download. Hidden files (.DS_Store, ...) are skipped.
+any broken download, a file over crawl.max_image_mb by its size, unread. Hidden files (.DS_Store,
+...) are skipped.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ def read_folder(folder: Path | str, slugs: list[str]) -> Iterator[Found]:
 
 
 def read_found(slug: str, path: Path) -> Found:
+    """The file as the cleaning's workers will read it: by its path, never whole into this process."""
     try:
-        data, error = path.read_bytes(), ""
+        modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
     except OSError as e:
-        data, error = None, f"cannot read the file: {e.strerror}"
-    modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-    return Found(slug, path.as_posix(), data, error, time=modified)
+        return Found(slug, path.as_posix(), None, f"cannot read the file: {e.strerror}")
+    return Found(slug, path.as_posix(), None, file=path, time=modified)
 
 
 def is_hidden(path: Path, root: Path) -> bool:
