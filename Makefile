@@ -8,7 +8,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro speed test bench bench-int8 bench-train bench-scale check-repro check-repro-lock mutate
+.PHONY: setup repro speed test loop-crawl bench bench-int8 bench-train bench-scale check-repro check-repro-lock mutate
 setup: $(VENV)/.installed
 
 # The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
@@ -35,6 +35,16 @@ speed: setup
 
 test: setup
 	python -m pytest
+
+# The crawl's tests with processes, threads and timeouts (decoding workers, hostile servers), LOOPS
+# times in a row, one process: fails at the first run that fails. A green run proves little for such code.
+LOOPS ?= 50
+CRAWL_RACE_TESTS := tests/test_sandbox.py tests/test_nasty.py tests/test_hostile.py tests/test_crawl.py::test_a_decoder_that_hangs_or_dies_while_others_wait_is_rejected_with_why_and_without_its_bytes
+loop-crawl: setup
+	log=$$(mktemp); for i in $$(seq $(LOOPS)); do \
+		python -m pytest -q -n 0 -p no:cacheprovider $(CRAWL_RACE_TESTS) > "$$log" 2>&1 || { cat "$$log"; exit 1; }; \
+		echo "run $$i of $(LOOPS): $$(tail -1 "$$log")"; \
+	done
 
 bench: setup
 	python -m stages.tools.bench

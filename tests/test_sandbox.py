@@ -7,7 +7,7 @@ import time
 import pytest
 
 from stages.sources.cleaning import process_context
-from stages.sources.sandbox import Died, TimedOut, run_isolated
+from stages.sources.sandbox import Died, TimedOut, WorkerFailed, run_isolated
 
 
 def slowly_unpickled() -> str:
@@ -72,3 +72,12 @@ def test_a_source_that_fails_raises_its_error_and_leaves_no_worker_behind(tmp_pa
     workers = [int(line) for line in pids.read_text().split()]
     assert len(workers) == 2 and all(gone(pid) for pid in workers)  # the hung one killed, the idle one stopped
     assert capfd.readouterr().err == ""
+
+
+def broken_set_up() -> None:
+    os._exit(7)
+
+
+def test_a_worker_that_cannot_start_fails_the_run_instead_of_each_task():
+    with pytest.raises(WorkerFailed, match=r"a worker process died while starting \(exit status 7\)"):
+        list(run_isolated(run, [(0, ("a",))], 1, 10.0, process_context(), broken_set_up))
