@@ -13,8 +13,8 @@ a CPU that computes bf16 natively); it needs the optional extra: pip install 'bi
 
 Output: a table (default), or one CSV row / JSON line per image for machines, in input order.
 A file that cannot be read is one line on stderr and the run goes on.
-Exit status: 0 all classified, 1 some images could not be read, 2 unusable model, runtime not
-installed, or no input.
+Exit status: 0 all classified, 1 some images could not be read (or the reader of the output
+went away, as `| head` does), 2 unusable model, runtime not installed, or no input.
 """
 
 from __future__ import annotations
@@ -204,5 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The `birds-predict` command: main(), ending quietly when the reader of its output goes
+    away (`birds-predict ... | head -3`) with exit status 1, as the Python docs advise for
+    SIGPIPE, instead of a BrokenPipeError traceback."""
+    try:
+        status = main()
+        sys.stdout.flush()  # here, where the error is caught, not at exit
+    except BrokenPipeError:
+        # Python flushes stdout once more as it exits: point it at devnull, or that flush fails too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()
