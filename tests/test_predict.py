@@ -253,6 +253,7 @@ def test_each_output_format_is_exactly_this(fmt, expected):
 def test_options_have_their_documented_defaults_and_reject_bad_numbers(capsys):
     args = parse_args(["m.onnx", "a.jpg"])
     assert (args.top, args.format, args.batch_size, args.runtime, args.progress) == (3, "table", 8, "onnxruntime", None)
+    assert args.provider == ["auto"]
     assert args.workers == args.threads == (os.cpu_count() or 1)
     assert parse_args(["m.onnx", "a.jpg", "--workers", "0", "--top", "1"]).workers == 0
     for option, value, said in [("--top", "0", "must be at least 1, got '0'"), ("--batch-size", "-2", "must be a whole number, got '-2'"),
@@ -396,6 +397,8 @@ def test_help_describes_the_command_and_every_option(capsys, monkeypatch):
         "--workers WORKERS decoder threads running ahead of inference; 0 decodes in line (default: CPU count)",
         "--threads THREADS inference threads (default: CPU count)",
         "--runtime {onnxruntime,openvino} onnxruntime (default) or openvino (optional extra: pip install 'birds-onnx[openvino]')",
+        "--provider NAME[,NAME...] ONNX Runtime's execution providers in order, by name (CUDAExecutionProvider) or short name "
+        "(cuda); auto (default): the first accelerator this onnxruntime has; the CPU's is always added last",
         "--progress, --no-progress progress on stderr (default: only when stderr is a terminal)",
     ]:
         assert f" {option} " in f"{text} "
