@@ -8,7 +8,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro speed test loop-crawl bench bench-int8 bench-train bench-scale check-repro check-repro-lock mutate
+.PHONY: setup setup-s3 repro speed test loop-crawl push pull bench bench-int8 bench-train bench-scale check-repro check-repro-lock mutate
 setup: $(VENV)/.installed
 
 # The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
@@ -17,6 +17,13 @@ $(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
 	test -x "$(BIN)/python" || $(PYTHON) -m venv "$(VENV)"
 	"$(BIN)/python" -m pip install --quiet -r requirements.txt -c requirements.lock
 	"$(BIN)/python" -m pip install --quiet --no-deps -e .
+	touch "$@"
+
+# An S3 remote: DVC's S3 plugin and the S3 server its tests run against (requirements-s3.txt)
+setup-s3: $(VENV)/.installed-s3
+
+$(VENV)/.installed-s3: $(VENV)/.installed requirements-s3.txt requirements.lock
+	"$(BIN)/python" -m pip install --quiet -r requirements-s3.txt -c requirements.lock
 	touch "$@"
 
 # The machine stage first, forced: on a machine other than the one that made the committed
@@ -33,7 +40,7 @@ speed: setup
 	dvc repro --force --single-item --glob 'evaluate@*'
 	dvc repro
 
-test: setup
+test: setup setup-s3
 	python -m pytest
 
 # The crawl's tests with processes, threads and timeouts (decoding workers, hostile servers), LOOPS
@@ -45,6 +52,14 @@ loop-crawl: setup
 		python -m pytest -q -n 0 -p no:cacheprovider $(CRAWL_RACE_TESTS) > "$$log" 2>&1 || { cat "$$log"; exit 1; }; \
 		echo "run $$i of $(LOOPS): $$(tail -1 "$$log")"; \
 	done
+
+# dvc push / dvc pull to the default remote, after checking that it answers and takes the
+# credentials: one line saying why not (DVC's own message for wrong S3 credentials is "Forbidden")
+push: setup
+	python -m stages.tools.remote push
+
+pull: setup
+	python -m stages.tools.remote pull
 
 bench: setup
 	python -m stages.tools.bench

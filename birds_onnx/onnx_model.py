@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -17,8 +18,46 @@ META_CLASSES = "birds_onnx.classes"
 META_PREPROCESS = "birds_onnx.preprocess"
 
 
+# ONNX Runtime's execution providers that run on the CPU alone, and the fallback of every choice
+CPU = "CPUExecutionProvider"
+# What `auto` takes, the first of these this onnxruntime build offers: the GPUs' own providers,
+# then the operating systems' (Apple, Windows), then Intel's. Not TensorRT: it builds an engine
+# for the model each time a session starts, unless an engine cache is configured (ask for it by
+# name: `tensorrt,cuda`). Not Azure, which the CPU build lists too: it runs remote endpoints.
+AUTO_ORDER = (
+    "CUDAExecutionProvider",
+    "MIGraphXExecutionProvider",
+    "CoreMLExecutionProvider",
+    "DmlExecutionProvider",
+    "OpenVINOExecutionProvider",
+)
+
+
 class ModelError(BirdsOnnxError):
     """A model file that is missing, broken or not one of ours."""
+
+
+class ProviderError(BirdsOnnxError):
+    """An execution provider asked for that this onnxruntime build does not have."""
+
+
+def choose_providers(asked: Sequence[str], available: Sequence[str] | None = None) -> list[str]:
+    """The execution providers to give ONNX Runtime, in order: those `asked` for, each by its
+    name (CUDAExecutionProvider) or its short name in any case (cuda), `auto` standing for the
+    first of AUTO_ORDER that is `available` (if any); then the CPU's, the fallback of every
+    choice. `available`: the providers of the installed onnxruntime by default."""
+    available = list(ort.get_available_providers() if available is None else available)
+    chosen = []
+    for name in asked:
+        if name.lower() == "auto":
+            found = [p for p in AUTO_ORDER if p in available][:1]
+        else:
+            found = [p for p in available if name.lower() in (p.lower(), p.lower().removesuffix("executionprovider"))]
+            if not found:
+                raise ProviderError(f"execution provider {name!r} is not in this onnxruntime {ort.__version__}; "
+                                    f"it has: {', '.join(available)}")
+        chosen += [p for p in found if p not in chosen]
+    return chosen + [CPU] * (CPU not in chosen)
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -43,12 +82,17 @@ def session_options(threads: int) -> ort.SessionOptions:
 
 
 class OnnxClassifier:
-    def __init__(self, path: Path | str, threads: int = 2):
+    """`classes`, `spec`, and a call mapping an NCHW float32 batch to logits; `provider`, the
+    execution provider ONNX Runtime took first of those `providers` asked for (see
+    choose_providers: the CPU's by default, the one the pipeline's figures are measured on)."""
+
+    def __init__(self, path: Path | str, threads: int = 2, providers: Sequence[str] = (CPU,)):
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: no such model file")
+        providers = choose_providers(providers)
         try:
-            self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
             raise ModelError(f"{path}: ONNX Runtime cannot load it ({e})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -58,6 +102,9 @@ class OnnxClassifier:
         except (KeyError, ValueError, TypeError) as e:
             raise ModelError(f"{path}: class names or preprocessing missing from its metadata ({e})") from None
         self.input_name = self.session.get_inputs()[0].name
+        # what the session runs on: a provider that failed to start (a GPU's libraries missing)
+        # is left out by ONNX Runtime, which then falls back to the next
+        self.provider = self.session.get_providers()[0]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """NCHW float32 batch -> logits (N, classes)."""

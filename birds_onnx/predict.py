@@ -8,13 +8,17 @@ through at nearly the model's batch speed; `--batch-size 1 --workers 0` classifi
 a time, the lowest latency for a single image. Class names and preprocessing come from the
 model's metadata: the .onnx file is all that travels with this package.
 
+`--provider` picks ONNX Runtime's execution providers, in order, the CPU's always last as the
+fallback: `auto` (default) takes a GPU's or the system's accelerator where the installed
+onnxruntime build has one (onnxruntime-gpu: CUDA), else the CPU; `--provider cuda,cpu` names them.
+
 `--runtime openvino` runs the same .onnx file with OpenVINO instead of ONNX Runtime (in bf16 on
 a CPU that computes bf16 natively); it needs the optional extra: pip install 'birds-onnx[openvino]'.
 
 Output: a table (default), or one CSV row / JSON line per image for machines, in input order.
 A file that cannot be read is one line on stderr and the run goes on.
-Exit status: 0 all classified, 1 some images could not be read, 2 unusable model, runtime not
-installed, or no input.
+Exit status: 0 all classified, 1 some images could not be read (or the reader of the output
+went away, as `| head` does), 2 unusable model, runtime not installed, or no input.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import Iterable, Sequence, TextIO
 
 import numpy as np
 from PIL import Image
@@ -85,8 +89,9 @@ class Progress:
     """`done/total images, img/s` on one line of stderr, redrawn a few times a second; silent
     when stderr is not a terminal (a file, a pipe, CI)."""
 
-    def __init__(self, total: int, enabled: bool | None = None, stream: TextIO | None = None):
+    def __init__(self, total: int, enabled: bool | None = None, stream: TextIO | None = None, on: str | None = None):
         self.total, self.stream, self.done = total, stream or sys.stderr, 0
+        self.on = f" on {on}" if on else ""  # what runs the model: ONNX Runtime's execution provider
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.started = self.shown = time.perf_counter()
 
@@ -96,7 +101,7 @@ class Progress:
         if self.enabled and (now - self.shown > 0.2 or self.done == self.total):
             self.shown = now
             rate = self.done / max(now - self.started, 1e-9)
-            self.stream.write(f"\r{self.done}/{self.total} images, {rate:.1f} img/s")
+            self.stream.write(f"\r{self.done}/{self.total} images, {rate:.1f} img/s{self.on}")
             self.stream.flush()
 
     def say(self, text: str) -> None:
@@ -156,25 +161,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=positive, default=os.cpu_count() or 1, help="inference threads (default: CPU count)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime",
                         help="onnxruntime (default) or openvino (optional extra: pip install 'birds-onnx[openvino]')")
+    parser.add_argument("--provider", type=lambda text: text.split(","), default=["auto"], metavar="NAME[,NAME...]",
+                        help="ONNX Runtime's execution providers in order, by name (CUDAExecutionProvider) or short name "
+                             "(cuda); auto (default): the first accelerator this onnxruntime has; the CPU's is always added last")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress on stderr (default: only when stderr is a terminal)")
     return parser.parse_args(argv)
 
 
-def load_model(runtime: str, path: str, threads: int):
+def load_model(runtime: str, path: str, threads: int, providers: Sequence[str] = ("auto",)):
     if runtime == "openvino":
         from birds_onnx.openvino_model import OpenVinoClassifier  # optional: imported only when asked for
 
         return OpenVinoClassifier(path, threads)
-    return OnnxClassifier(path, threads)
+    return OnnxClassifier(path, threads, providers)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", module=r"PIL\.")  # odd EXIF and the like: the image is still classified
     try:
-        classifier = load_model(args.runtime, args.model, args.threads)
-    except BirdsOnnxError as e:  # an unusable model, or OpenVINO asked for and not installed
+        classifier = load_model(args.runtime, args.model, args.threads, args.provider)
+    except BirdsOnnxError as e:  # an unusable model, a provider or OpenVINO asked for and not installed
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     images, failures = expand_inputs(args.inputs)
@@ -186,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     top = min(args.top, len(classifier.classes))
     writer = Writer(args.format, sys.stdout, top, max(len(str(p)) for p in images), max(map(len, classifier.classes)))
-    progress = Progress(len(images), enabled=args.progress)
+    progress = Progress(len(images), enabled=args.progress, on=getattr(classifier, "provider", None))
     unreadable = 0
     for path, result in classify_stream(classifier, classifier.spec, images, args.batch_size, args.workers):
         progress.advance()
@@ -204,5 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The `birds-predict` command: main(), ending quietly when the reader of its output goes
+    away (`birds-predict ... | head -3`) with exit status 1, as the Python docs advise for
+    SIGPIPE, instead of a BrokenPipeError traceback."""
+    try:
+        status = main()
+        sys.stdout.flush()  # here, where the error is caught, not at exit
+    except BrokenPipeError:
+        # Python flushes stdout once more as it exits: point it at devnull, or that flush fails too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -2,7 +2,8 @@
 
     python -m stages.evaluate --epochs 20
         -> metrics/evaluate/e20/accuracy.json   accuracy, per-class recall, agreement with pth, file size,
-                                                the precision each format computed in
+                                                the precision each format computed in and what ran it
+                                                (ONNX Runtime's execution provider)
         -> metrics/evaluate/e20/speed.json      the article's img/s, streaming img/s, model-only latency
                                                 and throughput, and the machine that measured them
         -> metrics/evaluate/e20/training.csv    the training history of the evaluated model, per epoch
@@ -27,7 +28,7 @@ from sklearn.metrics import recall_score
 
 from stages.atomic import write_csv, write_json
 from stages.errors import PipelineError, run_stage
-from stages.formats import load_classifier, model_path, precision
+from stages.formats import load_classifier, model_path, precision, provider
 from stages.machine import MACHINE_FILE
 from stages.results import TRAINING_FIGURES, results_dir
 from stages.paths import metrics_dir
@@ -146,6 +147,7 @@ def main() -> None:
         accuracy[fmt] = quality(classifier.classes, actual, predicted, reference)
         accuracy[fmt]["size_mb"] = round(path.stat().st_size / 1e6, 2)
         accuracy[fmt]["precision"] = precision(fmt, classifier)  # fp32, bf16 or int8: what ran on this CPU
+        accuracy[fmt]["provider"] = provider(fmt, classifier)  # CPUExecutionProvider, torch CPU, OpenVINO CPU
         write_csv(
             out / "confusion" / f"{fmt}.csv",
             [{"actual": classifier.classes[a], "predicted": classifier.classes[p]} for a, p in zip(actual, predicted)],

@@ -25,6 +25,9 @@ MODEL_FILES = {
 # What each format computes in, where it cannot vary; OpenVINO's classifier reads it back from
 # the compiled model instead (bf16 or fp32 on the CPU at hand).
 PRECISION = {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
+# What runs each format, where the classifier does not say: ONNX Runtime's names its execution
+# provider (the CPU's: evaluate measures the CPU, and its record must not change with the machine).
+RUNS_ON = {"pth": "torch CPU", "openvino": "OpenVINO CPU", "openvino-int8": "OpenVINO CPU"}
 
 
 def model_path(epochs: int, fmt: str) -> Path:
@@ -59,3 +62,8 @@ def load_classifier(fmt: str, path: Path | str, threads: int):
 def precision(fmt: str, classifier) -> str:
     """What `classifier`, loaded for `fmt`, computes in: fp32, bf16 or int8."""
     return getattr(classifier, "precision", None) or PRECISION[fmt]
+
+
+def provider(fmt: str, classifier) -> str:
+    """What ran `classifier`, loaded for `fmt`: ONNX Runtime's execution provider, or RUNS_ON's."""
+    return getattr(classifier, "provider", None) or RUNS_ON[fmt]

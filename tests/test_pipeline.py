@@ -65,6 +65,9 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
         ran_in = {fmt: a["precision"] for fmt, a in accuracy.items()}
         assert ran_in == {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8", "openvino": ran_in["openvino"], "openvino-int8": "int8"}
         assert ran_in["openvino"] in ("fp32", "bf16")  # bf16 only on a CPU that computes it natively
+        assert {fmt: a["provider"] for fmt, a in accuracy.items()} == {
+            "pth": "torch CPU", "onnx": "CPUExecutionProvider", "onnx-int8": "CPUExecutionProvider",
+            "openvino": "OpenVINO CPU", "openvino-int8": "OpenVINO CPU"}
         if ran_in["openvino"] == "fp32":
             assert accuracy["openvino"]["agreement_with_pth"] == 1.0
         assert set(accuracy["pth"]["recall"]) == {"myna", "reed_warbler", "sunbird"}

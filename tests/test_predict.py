@@ -93,6 +93,27 @@ def test_openvino_is_an_optional_extra_and_its_absence_one_line(tmp_path, device
     assert [r for r in requires.stdout.splitlines() if "extra" in r] == ['openvino>=2026.4.1; extra == "openvino"']
 
 
+def test_installed_command_piped_into_head_ends_quietly(tmp_path, device_venv, tiny_models):
+    """`birds-predict MODEL FOLDER | head -2` as a shell runs it: head reads two lines and exits,
+    the command's next row meets a closed pipe and it stops with exit status 1 and nothing on
+    stderr (no BrokenPipeError traceback, from the loop or from Python's last flush at exit).
+    One image at a time, sixty of them: rows go on being written well after head has gone."""
+    env, _ = device_venv
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = photo(photos / "000.jpg", (80, 80)).read_bytes()
+    for i in range(1, 60):
+        (photos / f"{i:03}.jpg").write_bytes(image)
+    command = [str(env / "bin" / "birds-predict"), str(tiny_models["onnx"]), "photos", "--batch-size", "1", "--workers", "0"]
+    predictor = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env={"PATH": os.defpath})
+    head = subprocess.Popen(["head", "-2"], stdin=predictor.stdout, stdout=subprocess.PIPE)
+    predictor.stdout.close()  # head alone reads it: its exit closes the pipe
+    shown = head.communicate(timeout=60)[0].decode().splitlines()
+    errors = predictor.communicate(timeout=60)[1].decode()
+    assert [line.split()[0] for line in shown] == ["image", "photos/000.jpg"]
+    assert (predictor.returncode, errors) == (1, "")  # 1: it met the closed pipe (0 would be a run that finished)
+
+
 def test_top_classes_are_ranked():
     probabilities = np.array([0.1, 0.6, 0.05, 0.25])
     assert top_classes(probabilities, ["a", "b", "c", "d"], 2) == [("b", 0.6), ("d", 0.25)]
@@ -232,6 +253,7 @@ def test_each_output_format_is_exactly_this(fmt, expected):
 def test_options_have_their_documented_defaults_and_reject_bad_numbers(capsys):
     args = parse_args(["m.onnx", "a.jpg"])
     assert (args.top, args.format, args.batch_size, args.runtime, args.progress) == (3, "table", 8, "onnxruntime", None)
+    assert args.provider == ["auto"]
     assert args.workers == args.threads == (os.cpu_count() or 1)
     assert parse_args(["m.onnx", "a.jpg", "--workers", "0", "--top", "1"]).workers == 0
     for option, value, said in [("--top", "0", "must be at least 1, got '0'"), ("--batch-size", "-2", "must be a whole number, got '-2'"),
@@ -375,6 +397,8 @@ def test_help_describes_the_command_and_every_option(capsys, monkeypatch):
         "--workers WORKERS decoder threads running ahead of inference; 0 decodes in line (default: CPU count)",
         "--threads THREADS inference threads (default: CPU count)",
         "--runtime {onnxruntime,openvino} onnxruntime (default) or openvino (optional extra: pip install 'birds-onnx[openvino]')",
+        "--provider NAME[,NAME...] ONNX Runtime's execution providers in order, by name (CUDAExecutionProvider) or short name "
+        "(cuda); auto (default): the first accelerator this onnxruntime has; the CPU's is always added last",
         "--progress, --no-progress progress on stderr (default: only when stderr is a terminal)",
     ]:
         assert f" {option} " in f"{text} "

@@ -106,6 +106,7 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
         assert accuracy[fmt]["agreement_with_pth"] == pytest.approx((predictions[fmt] == predictions["pth"]).mean(), abs=1e-6)
         assert accuracy[fmt]["size_mb"] == round(model_path(1, fmt).stat().st_size / 1e6, 2)
         assert accuracy[fmt]["precision"] == ("int8" if fmt == "onnx-int8" else "fp32")
+        assert accuracy[fmt]["provider"] == ("torch CPU" if fmt == "pth" else "CPUExecutionProvider")  # the CPU's, always
         with open(f"metrics/evaluate/e1/confusion/{fmt}.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         assert [r["actual"] for r in rows] == [e.label for e in test]
