@@ -176,6 +176,8 @@ class Evaluate(Section):
     timed_runs: Positive = 30
     batch_size: Positive = 8  # for the throughput-at-batch figure
     required_img_per_s: PositiveFloat = 5.0  # the article's requirement: 5 images per second
+    # the share of the test images on which a format must agree with pth to be recommended for deployment
+    min_agreement: Annotated[float, Field(ge=0, le=1)] = 0.97
 
     @field_validator("formats")
     @classmethod

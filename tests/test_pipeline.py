@@ -90,6 +90,17 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
     files = next(iter(shown.values()))["data"]
     assert set(files) == {f"metrics/summary/{n}/{fmt}.json" for n in (1, 2, 3) for fmt in FORMATS}
     assert {files[f"metrics/summary/{n}/pth.json"]["data"]["epochs"] for n in (1, 2, 3)} == {1, 2, 3}
+    # the format to deploy: flagged in the headline, named at the head of the report and in
+    # metrics/deploy.json, and run by `birds-predict --runtime auto` (or refused with why: pth or none)
+    deploy = json.loads((project / "metrics/deploy.json").read_text())
+    image = next((project / "data/raw").rglob("*.jpg"))
+    for n, epochs in enumerate((1, 2, 3), 1):
+        chosen = deploy[str(epochs)]
+        flagged = [fmt for fmt in sorted(FORMATS) if files[f"metrics/summary/{n}/{fmt}.json"]["data"]["deploy"]]
+        assert flagged == ([chosen["format"]] if chosen["format"] else [])
+        assert f"Deploy on this machine ({epochs} epochs): {chosen['line']}" in report
+        predicted = run(["birds-predict", "--runtime", "auto", f"models/e{epochs}", str(image)], project, check=False)
+        assert predicted.returncode == (0 if chosen["model"] else 2), predicted.stderr
     table = run(["dvc", "metrics", "show"], project).stdout
     print(table)
     assert max(len(line) for line in table.splitlines()) <= 120
