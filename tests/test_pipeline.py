@@ -61,6 +61,8 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
         export = json.loads((project / f"metrics/e{epochs}/export.json").read_text())
         assert set(accuracy) == set(speed) - {"threads", "batch_size", "required_img_per_s", "measured_on"} == FORMATS
         assert set(export) == {"onnx", "onnx-int8"}
+        calibration = export["onnx-int8"]["calibration"]  # tried in turn on the 9 training images not calibrated on
+        assert calibration["method"] in calibration["agreement_with_fp32"] and calibration["held_out_images"] == 9
         assert accuracy["onnx"]["agreement_with_pth"] == 1.0
         ran_in = {fmt: a["precision"] for fmt, a in accuracy.items()}
         assert ran_in == {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8", "openvino": ran_in["openvino"], "openvino-int8": "int8"}
