@@ -14,6 +14,9 @@ onnxruntime build has one (onnxruntime-gpu: CUDA), else the CPU; `--provider cud
 
 `--runtime openvino` runs the same .onnx file with OpenVINO instead of ONNX Runtime (in bf16 on
 a CPU that computes bf16 natively); it needs the optional extra: pip install 'birds-onnx[openvino]'.
+`--runtime auto` runs what the pipeline's report recommends deploying on the machine that timed
+it (metrics/deploy.json of the project MODEL is in): MODEL is then a setting's folder
+(`birds-predict --runtime auto models/e50 photos/`) or the recommended file.
 
 Output: a table (default), or one CSV row / JSON line per image for machines, in input order.
 A file that cannot be read is one line on stderr and the run goes on.
@@ -37,13 +40,14 @@ from typing import Iterable, Sequence, TextIO
 import numpy as np
 from PIL import Image
 
+from birds_onnx.deploy import recommended
 from birds_onnx.errors import BirdsOnnxError
 from birds_onnx.onnx_model import OnnxClassifier, softmax
 from birds_onnx.stream import classify_stream
 
 PROG = "birds-predict"
 FORMATS = ("table", "csv", "jsonl")
-RUNTIMES = ("onnxruntime", "openvino")
+RUNTIMES = ("onnxruntime", "openvino", "auto")
 
 
 class InputError(BirdsOnnxError):
@@ -160,7 +164,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="decoder threads running ahead of inference; 0 decodes in line (default: CPU count)")
     parser.add_argument("--threads", type=positive, default=os.cpu_count() or 1, help="inference threads (default: CPU count)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime",
-                        help="onnxruntime (default) or openvino (optional extra: pip install 'birds-onnx[openvino]')")
+                        help="onnxruntime (default), openvino (optional extra: pip install 'birds-onnx[openvino]'), "
+                             "or auto: the format the pipeline's report recommends for this machine (metrics/deploy.json)")
     parser.add_argument("--provider", type=lambda text: text.split(","), default=["auto"], metavar="NAME[,NAME...]",
                         help="ONNX Runtime's execution providers in order, by name (CUDAExecutionProvider) or short name "
                              "(cuda); auto (default): the first accelerator this onnxruntime has; the CPU's is always added last")
@@ -181,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", module=r"PIL\.")  # odd EXIF and the like: the image is still classified
     try:
-        classifier = load_model(args.runtime, args.model, args.threads, args.provider)
+        model, runtime = recommended(args.model) if args.runtime == "auto" else (args.model, args.runtime)
+        classifier = load_model(runtime, model, args.threads, args.provider)
     except BirdsOnnxError as e:  # an unusable model, a provider or OpenVINO asked for and not installed
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2

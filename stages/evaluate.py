@@ -37,7 +37,8 @@ from stages.params import Evaluate, load_params
 from birds_onnx.preprocess import preprocess, preprocess_batch
 from birds_onnx.stream import classify_stream
 
-PARAMS = ("evaluate",)  # the params this stage reads: dvc.yaml lists the same keys
+# the params this stage reads: dvc.yaml lists the same keys (not evaluate.min_agreement: the report stage's)
+PARAMS = tuple(f"evaluate.{key}" for key in ("formats", "threads", "passes", "warmup", "timed_runs", "batch_size", "required_img_per_s"))
 
 
 def training_history(epochs: int) -> list[dict]:

@@ -160,8 +160,15 @@ class Train(Section):
 
 
 class Int8(Section):
-    calibration_images: Positive = 145  # training-split images that set the activation ranges
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_images: Positive = 100  # training-split images that set the activation ranges; the others check the result
+    # calibration methods tried in turn: the first whose int8 model agrees with fp32 on evaluate.min_agreement
+    # of the held-out training images is kept
+    methods: Annotated[list[Literal["minmax", "entropy", "percentile"]], Field(min_length=1)] = ["minmax", "percentile", "entropy"]
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, methods):
+        return unique(methods, "export.int8.methods")
 
 
 class Export(Section):
@@ -179,6 +186,8 @@ class Evaluate(Section):
     timed_runs: Positive = 30
     batch_size: Positive = 8  # for the throughput-at-batch figure
     required_img_per_s: PositiveFloat = 5.0  # the article's requirement: 5 images per second
+    # the share of the test images on which a format must agree with pth to be recommended for deployment
+    min_agreement: Annotated[float, Field(ge=0, le=1)] = 0.97
 
     @field_validator("formats")
     @classmethod

@@ -1,8 +1,14 @@
-"""report stage: the article's table for every epoch setting, a headline per setting and format
-for `dvc metrics show` / `dvc metrics diff`, and charts.
+"""report stage: the article's table for every epoch setting, the format to deploy on the machine
+that timed them, a headline per setting and format for `dvc metrics show` / `dvc metrics diff`,
+and charts.
 
     python -m stages.report  ->  metrics/summary/<n>/<format>.json   n = 1, 2, ... in the order of train.epochs
+                                 metrics/deploy.json                 what `birds-predict --runtime auto` runs
                                  metrics/report.md, metrics/speed.png, metrics/training.png
+
+The recommendation, per setting: the fastest format by the article's figure (one image at a
+time, end to end) that agrees with pth on at least evaluate.min_agreement of the test images and
+meets evaluate.required_img_per_s, as evaluate measured them on its machine; or none, and why.
 
 It reads metrics/evaluate/e<N>/ for each setting N of train.epochs (every evaluate@N writes
 there), so any number of settings works without naming them in dvc.yaml.
@@ -24,23 +30,27 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from stages.atomic import atomic_dir, atomic_path, write_text
+from birds_onnx.deploy import DEPLOY_FILE, RUNNABLE
+from stages.atomic import atomic_dir, atomic_path, write_json, write_text
 from stages.errors import PipelineError, run_stage
 from stages.params import load_params
+from stages.paths import model_dir
 from stages.results import SUMMARY_DIR, results_dir
 
 REPORT = Path("metrics/report.md")
 SPEED_CHART = Path("metrics/speed.png")
 TRAINING_CHART = Path("metrics/training.png")
 
-PARAMS = ("train.epochs",)  # the params this stage reads: dvc.yaml lists the same keys
+PARAMS = ("train.epochs", "evaluate.min_agreement")  # the params this stage reads: dvc.yaml lists the same keys
 
 
 class Result:
-    """What evaluate wrote for one setting: accuracy and speed per format, and the training history."""
+    """What evaluate wrote for one setting: accuracy and speed per format, the training history,
+    and how many test images the agreement was counted on."""
 
-    def __init__(self, epochs: int, accuracy: dict, speed: dict, training: list[dict]):
+    def __init__(self, epochs: int, accuracy: dict, speed: dict, training: list[dict], test_images: int):
         self.epochs, self.accuracy, self.speed, self.training = epochs, accuracy, speed, training
+        self.test_images = test_images
 
     @property
     def formats(self) -> list[str]:
@@ -56,15 +66,51 @@ def load_results(epochs: list[int]) -> list[Result]:
             speed = json.loads((d / "speed.json").read_text(encoding="utf-8"))
             with open(d / "training.csv", encoding="utf-8", newline="") as f:
                 training = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            with open(d / "confusion" / f"{next(iter(accuracy))}.csv", encoding="utf-8", newline="") as f:  # a row per test image
+                test_images = sum(1 for _ in csv.DictReader(f))
         except FileNotFoundError as err:
             raise PipelineError(f"{err.filename} not found: run evaluate for {e} epochs first") from None
-        results.append(Result(e, accuracy, speed, training))
+        results.append(Result(e, accuracy, speed, training, test_images))
     return results
 
 
-def headline(result: Result, fmt: str) -> dict:
-    """The article's table row, and the model-only and streaming speeds beside it. Short keys:
-    `dvc metrics show` prints one column per key and should fit a terminal."""
+def recommend(result: Result, min_agreement: float) -> dict:
+    """The format to deploy on the machine that timed `result`: the fastest by the article's
+    figure among those that agree with pth on at least `min_agreement` of the test images and
+    meet the required img/s. `format` is None where none does; `line` says what was chosen and
+    which faster formats were ruled out and why (or, for none, why each was)."""
+    n, required = result.test_images, result.speed["required_img_per_s"]
+    base = result.speed["pth"]["article_img_per_s"] if "pth" in result.speed else None
+    ruled_out = []
+    for fmt in sorted(result.formats, key=lambda f: -result.speed[f]["article_img_per_s"]):
+        img_s, agreement = result.speed[fmt]["article_img_per_s"], result.accuracy[fmt]["agreement_with_pth"]
+        agrees = round(agreement * n)
+        if agreement < min_agreement:
+            ruled_out.append(f"{fmt} agrees on {agrees}/{n} < {100 * min_agreement:g}%")
+        elif not result.speed[fmt]["meets_requirement"]:
+            ruled_out.append(f"{fmt} {img_s:.2f} img/s < {required:g}")
+        else:
+            line = f"{fmt}: " + (f"{img_s / base:.2f}x pth, " if base else "") + f"agrees on {agrees}/{n}, {img_s:.1f} img/s"
+            if ruled_out:
+                line += f" (faster but ruled out: {'; '.join(ruled_out)})"
+            return {"format": fmt, "line": line}
+    return {"format": None, "line": f"none: every format is ruled out: {'; '.join(ruled_out)}"}
+
+
+def deploy_entry(result: Result, choice: dict) -> dict:
+    """One setting's entry of metrics/deploy.json (birds_onnx/deploy.py reads it): the model file
+    and runtime birds-predict runs; null for none or pth, which it cannot run."""
+    folder = model_dir(result.epochs)
+    model, runtime = RUNNABLE.get(choice["format"], (None, None))
+    return {"folder": folder.as_posix(), "format": choice["format"], "model": model and (folder / model).as_posix(),
+            "runtime": runtime, "line": choice["line"]}
+
+
+def headline(result: Result, fmt: str, choice: dict) -> dict:
+    """The article's table row, the model-only and streaming speeds beside it, and `deploy`: 1 for
+    the recommended format, 0 for the others (a number, so that `dvc metrics diff` shows a change of
+    recommendation as two rows, 0 -> 1 and 1 -> 0). Short keys: `dvc metrics show` prints one
+    column per key and should fit a terminal."""
     acc, s = result.accuracy[fmt], result.speed[fmt]
     return {
         "epochs": result.epochs,
@@ -73,18 +119,19 @@ def headline(result: Result, fmt: str) -> dict:
         "img_s": s["article_img_per_s"],
         "model_img_s": s["img_per_s_batch1"],
         "stream_img_s": s["streaming_img_per_s"],
+        "deploy": int(fmt == choice["format"]),
     }
 
 
-def write_summary(results: list[Result], dest: Path) -> None:
+def write_summary(results: list[Result], choices: list[dict], dest: Path) -> None:
     """metrics/summary/<position>/<format>.json, the folder replaced as a whole: a setting that
     left train.epochs leaves no file behind."""
     with atomic_dir(dest) as tmp:
-        for position, result in enumerate(results, 1):
+        for position, (result, choice) in enumerate(zip(results, choices), 1):
             for fmt in result.formats:
                 path = tmp / str(position) / f"{fmt}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(headline(result, fmt), indent=2) + "\n", encoding="utf-8")
+                path.write_text(json.dumps(headline(result, fmt, choice), indent=2) + "\n", encoding="utf-8")
 
 
 def table(accuracy: dict, speed: dict) -> str:
@@ -130,10 +177,15 @@ def machine_line(results: list[Result]) -> str:
             f"To measure the machine you are on, run `make speed`.")
 
 
-def render_markdown(results: list[Result]) -> str:
-    threads = results[0].speed["threads"]
-    parts = [
-        "# Results: PyTorch (.pth) vs ONNX Runtime fp32 and int8",
+def render_markdown(results: list[Result], choices: list[dict], min_agreement: float) -> str:
+    threads, required = results[0].speed["threads"], results[0].speed["required_img_per_s"]
+    parts = ["# Results: PyTorch (.pth) vs ONNX Runtime fp32 and int8", ""]
+    for r, c in zip(results, choices):
+        parts += [f"Deploy on this machine ({r.epochs} epochs): {c['line']}", ""]
+    parts += [
+        f"Deploy: the fastest format by the article's figure that agrees with pth on at least "
+        f"{100 * min_agreement:g}% of the test images (`evaluate.min_agreement`) and reaches {required:g} img/s. "
+        f"`birds-predict --runtime auto models/eN PHOTOS...` runs it (metrics/deploy.json).",
         "",
         f"img/s (article's figure): test images / wall time of load + preprocess + inference, one image "
         f"at a time, mean of the passes. Streaming: the same, with decoder threads preparing the next "
@@ -202,8 +254,11 @@ def plot_training(results: list[Result], dest: Path) -> None:
 def main() -> None:
     params = load_params(*PARAMS)
     results = load_results(list(params.train.epochs))
-    write_summary(results, SUMMARY_DIR)
-    write_text(REPORT, render_markdown(results))
+    min_agreement = params.evaluate.min_agreement
+    choices = [recommend(r, min_agreement) for r in results]
+    write_summary(results, choices, SUMMARY_DIR)
+    write_json(DEPLOY_FILE, {str(r.epochs): deploy_entry(r, c) for r, c in zip(results, choices)})
+    write_text(REPORT, render_markdown(results, choices, min_agreement))
     plot_speeds(results, SPEED_CHART)
     plot_training(results, TRAINING_CHART)
     print(REPORT.read_text(encoding="utf-8"))

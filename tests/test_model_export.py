@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import TINY_CLASSES, photo
-from stages.export import calibration_examples, metadata, parity, quantize_int8, save_checked
+from stages.export import (calibration_examples, first_that_agrees, held_out_examples, metadata, parity, quantize_checked,
+                           quantize_int8, save_checked)
 from stages.formats import TorchClassifier, model_path
 from stages.manifest import Example
 from stages.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint
@@ -220,3 +221,45 @@ def test_histogram_calibration_takes_any_number_of_images_and_is_the_method_aske
     percentile, minmax = activation_scales(dest), activation_scales(tmp_path / "minmax.onnx")
     assert percentile.keys() == minmax.keys() and len(minmax) > 20  # each conv's input, the blocks' adds, ...
     assert all(percentile[tensor] < minmax[tensor] for tensor in minmax)
+
+
+def test_held_out_images_are_the_training_images_calibration_did_not_see():
+    train = [Example(f"{c}_{i}.jpg", c) for c in ("myna", "crow", "gull") for i in range(5)]
+    calibration = calibration_examples(train, 6)
+    held_out = held_out_examples(train, calibration)
+    assert len(held_out) == 9 and not set(held_out) & set(calibration) and set(held_out) | set(calibration) == set(train)
+    assert held_out_examples(train, train) == train  # all calibrated on: checked on those
+
+
+@pytest.mark.parametrize("agreements, min_agreement, kept, tried", [
+    ({"minmax": 0.9, "percentile": 1.0, "entropy": 1.0}, 0.97, "percentile", ["minmax", "percentile"]),
+    ({"minmax": 0.97, "percentile": 1.0}, 0.97, "minmax", ["minmax"]),  # exactly the share asked is enough
+    ({"minmax": 0.8, "percentile": 0.9, "entropy": 0.9}, 0.97, "percentile", ["minmax", "percentile", "entropy"]),  # none: the closest, first of equals
+    ({"entropy": 0.5, "minmax": 1.0}, 0.0, "entropy", ["entropy"]),  # the order asked, whatever the method
+])
+def test_the_first_calibration_that_agrees_is_kept_else_the_closest(agreements, min_agreement, kept, tried):
+    asked = []
+    agreement_of = lambda method: asked.append(method) or agreements[method]  # noqa: E731
+    assert first_that_agrees(list(agreements), agreement_of, min_agreement) == (kept, {m: agreements[m] for m in tried})
+    assert asked == tried  # no method quantised past the one kept
+
+
+def test_quantize_checked_keeps_the_model_of_the_method_chosen(tmp_path, onnx_path):
+    """On tiny data, the real quantiser and both int8 runtimes: a share nothing reaches tries every
+    method and keeps the closest; a share of 0 keeps the first. The file kept is that method's model."""
+    images = preprocess_batch([photo(tmp_path / f"{i}.jpg", (80, 70 + 5 * i), seed=i) for i in range(9)], SPEC)
+    calibration, held_out = images[:6], images[6:]
+    dest = tmp_path / "model.int8.onnx"
+    methods = ["percentile", "minmax"]
+    every = quantize_checked(onnx_path, calibration, held_out, methods, 1.01, metadata(CLASSES, SPEC), dest, threads=1)
+    assert list(every["agreement_with_fp32"]) == methods and every["held_out_images"] == 3
+    assert every["method"] == max(methods, key=every["agreement_with_fp32"].get)
+    assert every["meets_min_agreement"] is False
+    assert OnnxClassifier(dest).classes == CLASSES
+    quantize_int8(onnx_path, calibration, every["method"], metadata(CLASSES, SPEC), tmp_path / "direct.onnx")
+    assert activation_scales(dest) == activation_scales(tmp_path / "direct.onnx")
+
+    first = quantize_checked(onnx_path, calibration, held_out, methods, 0.0, metadata(CLASSES, SPEC), dest, threads=1)
+    assert (first["method"], list(first["agreement_with_fp32"]), first["meets_min_agreement"]) == ("percentile", ["percentile"], True)
+    quantize_int8(onnx_path, calibration, "percentile", metadata(CLASSES, SPEC), tmp_path / "percentile.onnx")
+    assert activation_scales(dest) == activation_scales(tmp_path / "percentile.onnx")

@@ -83,10 +83,15 @@ def set_key(key, value):
         ("evaluate.formats", ["pth", "onnx-int8", "onnx-int8"], "evaluate.formats has a repeated value: ['pth', 'onnx-int8', 'onnx-int8']"),
         ("evaluate.warmup", -1, "evaluate.warmup must be at least 0, got -1"),
         ("evaluate.required_img_per_s", 0, "evaluate.required_img_per_s must be positive, got 0"),
+        ("evaluate.min_agreement", 1.5, "evaluate.min_agreement must be at most 1, got 1.5"),
+        ("evaluate.min_agreement", -0.1, "evaluate.min_agreement must be at least 0, got -0.1"),
+        ("evaluate.min_agreement", "97%", "evaluate.min_agreement must be float, got '97%'"),
         ("export.opset", 99, "export.opset must be at most 23, got 99"),
-        ("export.int8.method", "kl", "export.int8.method must be one of minmax, entropy, percentile; got 'kl'"),
+        ("export.int8.methods", ["kl"], "export.int8.methods[0] must be one of minmax, entropy, percentile; got 'kl'"),
+        ("export.int8.methods", [], "export.int8.methods must be a list of at least 1, got []"),
+        ("export.int8.methods", ["minmax", "minmax"], "export.int8.methods has a repeated value: ['minmax', 'minmax']"),
         ("export.int8.calibration_images", 0, "export.int8.calibration_images must be positive, got 0"),
-        ("split.train", 100, "export.int8.calibration_images (145) must be <= split.train (100): calibration uses training images only"),
+        ("split.train", 99, "export.int8.calibration_images (100) must be <= split.train (99): calibration uses training images only"),
         ("classes.1.slug", "myna", "classes: slug 'myna' appears twice"),
         ("classes.2.slug", "sun bird", "classes[2].slug must be ASCII letters, digits, '_' or '-', got 'sun bird'"),
         ("classes", [{"slug": "crow", "keyword": "カラス"}], "classes must be a list of at least 2, got [{'slug': 'crow', 'keyword': 'カラス'}]"),
@@ -134,6 +139,7 @@ def test_every_format_is_evaluated_by_default():
     ("crawl.synthetic.max_size", 180), ("crawl.min_side", 180), ("preprocess.crop", 256), ("train.min_crop_scale", 1),
     ("train.batch_size", 145), ("train.processes", 2), ("export.int8.calibration_images", 145),
     ("export.opset", 18), ("export.opset", 23), ("evaluate.warmup", 0), ("train.epochs", [1]),
+    ("evaluate.min_agreement", 0.0), ("evaluate.min_agreement", 1),
 ])
 def test_values_at_their_limits_are_accepted(tmp_path, key, value):
     params = load_params(path=write_params(tmp_path, set_key(key, value)))

@@ -61,6 +61,8 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
         export = json.loads((project / f"metrics/e{epochs}/export.json").read_text())
         assert set(accuracy) == set(speed) - {"threads", "batch_size", "required_img_per_s", "measured_on"} == FORMATS
         assert set(export) == {"onnx", "onnx-int8"}
+        calibration = export["onnx-int8"]["calibration"]  # tried in turn on the 9 training images not calibrated on
+        assert calibration["method"] in calibration["agreement_with_fp32"] and calibration["held_out_images"] == 9
         assert accuracy["onnx"]["agreement_with_pth"] == 1.0
         ran_in = {fmt: a["precision"] for fmt, a in accuracy.items()}
         assert ran_in == {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8", "openvino": ran_in["openvino"], "openvino-int8": "int8"}
@@ -93,6 +95,17 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
     files = next(iter(shown.values()))["data"]
     assert set(files) == {f"metrics/summary/{n}/{fmt}.json" for n in (1, 2, 3) for fmt in FORMATS}
     assert {files[f"metrics/summary/{n}/pth.json"]["data"]["epochs"] for n in (1, 2, 3)} == {1, 2, 3}
+    # the format to deploy: flagged in the headline, named at the head of the report and in
+    # metrics/deploy.json, and run by `birds-predict --runtime auto` (or refused with why: pth or none)
+    deploy = json.loads((project / "metrics/deploy.json").read_text())
+    image = next((project / "data/raw").rglob("*.jpg"))
+    for n, epochs in enumerate((1, 2, 3), 1):
+        chosen = deploy[str(epochs)]
+        flagged = [fmt for fmt in sorted(FORMATS) if files[f"metrics/summary/{n}/{fmt}.json"]["data"]["deploy"]]
+        assert flagged == ([chosen["format"]] if chosen["format"] else [])
+        assert f"Deploy on this machine ({epochs} epochs): {chosen['line']}" in report
+        predicted = run(["birds-predict", "--runtime", "auto", f"models/e{epochs}", str(image)], project, check=False)
+        assert predicted.returncode == (0 if chosen["model"] else 2), predicted.stderr
     table = run(["dvc", "metrics", "show"], project).stdout
     print(table)
     assert max(len(line) for line in table.splitlines()) <= 120

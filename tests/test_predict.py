@@ -396,7 +396,8 @@ def test_help_describes_the_command_and_every_option(capsys, monkeypatch):
         "--batch-size BATCH_SIZE images per inference call (default 8)",
         "--workers WORKERS decoder threads running ahead of inference; 0 decodes in line (default: CPU count)",
         "--threads THREADS inference threads (default: CPU count)",
-        "--runtime {onnxruntime,openvino} onnxruntime (default) or openvino (optional extra: pip install 'birds-onnx[openvino]')",
+        "--runtime {onnxruntime,openvino,auto} onnxruntime (default), openvino (optional extra: pip install 'birds-onnx[openvino]'), "
+        "or auto: the format the pipeline's report recommends for this machine (metrics/deploy.json)",
         "--provider NAME[,NAME...] ONNX Runtime's execution providers in order, by name (CUDAExecutionProvider) or short name "
         "(cuda); auto (default): the first accelerator this onnxruntime has; the CPU's is always added last",
         "--progress, --no-progress progress on stderr (default: only when stderr is a terminal)",

@@ -9,18 +9,22 @@ from PIL import Image
 
 from conftest import params_file, tiny_params
 
+from birds_onnx.deploy import NoRecommendation, recommended
 from stages import report
 from stages.errors import PipelineError
-from stages.report import load_results, plot_speeds, plot_training, render_markdown, write_summary
+from stages.report import load_results, plot_speeds, plot_training, recommend, render_markdown, write_summary
 from stages.results import results_dir
 
 MACHINE = {"cpu": "Test CPU", "logical_cpus": 2, "id": "abc123"}
+TEST_IMAGES = 45
 
 
-def write_results(root, epochs: int, img_per_s: dict[str, float], machine: dict = MACHINE) -> None:
-    """What evaluate@epochs writes under metrics/evaluate/e<epochs>/."""
-    accuracy = {f: {"accuracy": 0.9 - i / 10, "agreement_with_pth": 1.0, "recall": {"myna": 1.0, "crow": 0.5},
-                    "size_mb": 94.0} for i, f in enumerate(img_per_s)}
+def write_results(root, epochs: int, img_per_s: dict[str, float], machine: dict = MACHINE, agrees: dict | None = None) -> None:
+    """What evaluate@epochs writes under metrics/evaluate/e<epochs>/; `agrees`: on how many of the
+    45 test images a format agrees with pth (default all)."""
+    agrees = agrees or {}
+    accuracy = {f: {"accuracy": 0.9 - i / 10, "agreement_with_pth": round(agrees.get(f, TEST_IMAGES) / TEST_IMAGES, 6),
+                    "recall": {"myna": 1.0, "crow": 0.5}, "size_mb": 94.0} for i, f in enumerate(img_per_s)}
     speed = {"threads": 2, "batch_size": 8, "required_img_per_s": 5.0, "measured_on": machine}
     for fmt, rate in img_per_s.items():
         speed[fmt] = {
@@ -30,7 +34,9 @@ def write_results(root, epochs: int, img_per_s: dict[str, float], machine: dict 
             "meets_requirement": rate >= 5.0,
         }
     folder = root / results_dir(epochs)
-    folder.mkdir(parents=True)
+    (folder / "confusion").mkdir(parents=True)
+    for fmt in img_per_s:
+        (folder / "confusion" / f"{fmt}.csv").write_text("actual,predicted\n" + "crow,crow\n" * TEST_IMAGES)
     (folder / "accuracy.json").write_text(json.dumps(accuracy, ensure_ascii=False), encoding="utf-8")  # as evaluate writes them
     (folder / "speed.json").write_text(json.dumps(speed, ensure_ascii=False), encoding="utf-8")
     rows = "".join(f"{e},{2 / e},{e / epochs},{e / (2 * epochs)},0.001\n" for e in range(1, epochs + 1))
@@ -40,11 +46,21 @@ def write_results(root, epochs: int, img_per_s: dict[str, float], machine: dict 
 RATES = {"pth": 4.0, "onnx": 8.0, "onnx-int8": 24.0}
 
 
+def choices(results, min_agreement: float = 0.97) -> list[dict]:
+    return [recommend(r, min_agreement) for r in results]
+
+
+def rendered(settings: list[int], min_agreement: float = 0.97) -> str:
+    """The report of these settings, as the stage renders it."""
+    results = load_results(settings)
+    return render_markdown(results, choices(results, min_agreement), min_agreement)
+
+
 def test_report_has_a_row_per_format_with_speed_up_and_requirement(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path, 20, RATES)
     write_results(tmp_path, 50, {"pth": 5.0, "onnx": 10.0, "onnx-int8": 40.0})
-    markdown = render_markdown(load_results([20, 50]))
+    markdown = rendered([20, 50])
     rows = [line.split(" | ") for line in markdown.splitlines() if line.startswith("| pth") or line.startswith("| onnx")]
     assert [r[0] for r in rows] == ["| pth", "| onnx", "| onnx-int8"] * 2
     header = next(line for line in markdown.splitlines() if line.startswith("| format")).split(" | ")
@@ -62,15 +78,15 @@ def test_any_number_of_settings_in_their_order(tmp_path, monkeypatch, settings):
     for e in settings:
         write_results(tmp_path, e, RATES)
     results = load_results(settings)
-    markdown = render_markdown(results)
+    markdown = rendered(settings)
     assert [line for line in markdown.splitlines() if line.startswith("## ")] == [f"## Trained for {e} epochs" for e in settings]
-    write_summary(results, tmp_path / "summary")
+    write_summary(results, choices(results), tmp_path / "summary")
     files = sorted(p.relative_to(tmp_path / "summary").as_posix() for p in (tmp_path / "summary").rglob("*.json"))
-    assert files == sorted(f"{n}/{fmt}.json" for n in range(1, len(settings) + 1) for fmt in RATES)
+    assert files == sorted(f"{n}/{name}.json" for n in range(1, len(settings) + 1) for name in RATES)
     for n, e in enumerate(settings, 1):
         row = json.loads((tmp_path / f"summary/{n}/onnx-int8.json").read_text())
         assert row == {"epochs": e, "accuracy": 0.7, "agreement": 1.0, "img_s": 24.0,
-                       "model_img_s": 48.0, "stream_img_s": 2.7 * 24.0}
+                       "model_img_s": 48.0, "stream_img_s": 2.7 * 24.0, "deploy": 1}
     plot_training(results, tmp_path / "training.png")
     plot_speeds(results, tmp_path / "speed.png")
     for chart in ("training.png", "speed.png"):
@@ -82,8 +98,8 @@ def test_summary_folder_is_replaced_whole(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for e in (1, 2):
         write_results(tmp_path, e, RATES)
-    write_summary(load_results([1, 2]), tmp_path / "summary")
-    write_summary(load_results([2]), tmp_path / "summary")  # a setting left train.epochs
+    write_summary(load_results([1, 2]), choices(load_results([1, 2])), tmp_path / "summary")
+    write_summary(load_results([2]), choices(load_results([2])), tmp_path / "summary")  # a setting left train.epochs
     assert sorted(p.name for p in (tmp_path / "summary").iterdir()) == ["1"]
     assert json.loads((tmp_path / "summary/1/pth.json").read_text())["epochs"] == 2
 
@@ -92,7 +108,7 @@ def test_timings_from_two_machines_are_said_plainly(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path, 1, RATES)
     write_results(tmp_path, 2, RATES, machine={**MACHINE, "id": "other"})
-    assert "more than one machine" in render_markdown(load_results([1, 2]))
+    assert "more than one machine" in rendered([1, 2])
 
 
 def test_missing_setting_is_one_clear_error(tmp_path, monkeypatch):
@@ -105,7 +121,7 @@ def test_missing_setting_is_one_clear_error(tmp_path, monkeypatch):
 def test_each_figure_lands_in_its_column(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path, 20, RATES)
-    lines = render_markdown(load_results([20])).splitlines()
+    lines = rendered([20]).splitlines()
     assert lines[lines.index("## Trained for 20 epochs") + 2:][:5] == [
         "| format | test accuracy | agrees with pth | img/s (article's figure) | speed-up vs pth | model-only img/s, batch 1 "
         "| end-to-end / model-only | latency ms (median / p90) | img/s, batch 8 | streaming img/s | streaming / batch 8 "
@@ -119,8 +135,9 @@ def test_each_figure_lands_in_its_column(tmp_path, monkeypatch):
     recall = lines.index("Recall per class:") + 2
     assert lines[recall:recall + 4] == ["| class | pth | onnx | onnx-int8 |", "|---|---|---|---|",
                                         "| myna | 1.00 | 1.00 | 1.00 |", "| crow | 0.50 | 0.50 | 0.50 |"]
-    assert "2 threads for every format." in lines[2]
-    assert lines[4] == ("Timings measured on: Test CPU, 2 logical CPUs (machine abc123). "
+    assert lines[2] == "Deploy on this machine (20 epochs): onnx-int8: 6.00x pth, agrees on 45/45, 24.0 img/s"
+    assert "2 threads for every format." in lines[6]
+    assert lines[8] == ("Timings measured on: Test CPU, 2 logical CPUs (machine abc123). "
                         "To measure the machine you are on, run `make speed`.")
     assert lines[-4:] == ["", "![img/s per format](speed.png)", "", "![training curves](training.png)"]
 
@@ -128,7 +145,7 @@ def test_each_figure_lands_in_its_column(tmp_path, monkeypatch):
 def test_a_report_without_pth_shows_no_speed_up_and_an_unrecorded_machine_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path, 3, {"onnx": 8.0, "onnx-int8": 24.0}, machine=None)
-    markdown = render_markdown(load_results([3]))
+    markdown = rendered([3])
     assert "| onnx | 0.900 | 100.0% | 8.00 | - | 16.0 |" in markdown
     assert "\nTimings measured on more than one machine or on an unrecorded one: run `make speed` to measure them all here.\n" in markdown
 
@@ -194,8 +211,14 @@ def test_charts_show_every_setting_and_format_with_the_requirement(tmp_path, mon
 def test_the_whole_report_reads_exactly_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path, 2, {"pth": 4.0, "onnx-int8": 24.0})
-    assert render_markdown(load_results([2])) == "\n".join([
+    assert rendered([2]) == "\n".join([
         "# Results: PyTorch (.pth) vs ONNX Runtime fp32 and int8",
+        "",
+        "Deploy on this machine (2 epochs): onnx-int8: 6.00x pth, agrees on 45/45, 24.0 img/s",
+        "",
+        "Deploy: the fastest format by the article's figure that agrees with pth on at least 97% of the test images "
+        "(`evaluate.min_agreement`) and reaches 5 img/s. `birds-predict --runtime auto models/eN PHOTOS...` runs it "
+        "(metrics/deploy.json).",
         "",
         "img/s (article's figure): test images / wall time of load + preprocess + inference, one image at a time, "
         "mean of the passes. Streaming: the same, with decoder threads preparing the next images while the model runs "
@@ -232,10 +255,10 @@ def test_the_whole_report_reads_exactly_so(tmp_path, monkeypatch):
 def test_summary_files_are_indented_json_ending_in_a_newline(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path, 2, {"pth": 4.0})
-    write_summary(load_results([2]), tmp_path / "summary")
+    write_summary(load_results([2]), choices(load_results([2])), tmp_path / "summary")
     assert (tmp_path / "summary/1/pth.json").read_text() == (
         '{\n  "epochs": 2,\n  "accuracy": 0.9,\n  "agreement": 1.0,\n  "img_s": 4.0,\n  "model_img_s": 8.0,\n'
-        '  "stream_img_s": 10.8\n}\n'
+        '  "stream_img_s": 10.8,\n  "deploy": 0\n}\n'
     )
 
 
@@ -243,7 +266,7 @@ def test_one_machine_recorded_with_its_keys_in_another_order_is_one_machine(tmp_
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path, 1, RATES)
     write_results(tmp_path, 2, RATES, machine=dict(reversed(list(MACHINE.items()))))
-    assert "Timings measured on: Test CPU, 2 logical CPUs (machine abc123)." in render_markdown(load_results([1, 2]))
+    assert "Timings measured on: Test CPU, 2 logical CPUs (machine abc123)." in rendered([1, 2])
 
 
 def test_charts_are_saved_at_100_dpi_and_closed(tmp_path, monkeypatch):
@@ -269,11 +292,11 @@ def test_the_stage_reports_every_setting_of_train_epochs(tmp_path, monkeypatch, 
     for e in [*settings, 99]:  # 99: evaluated once, no longer in train.epochs
         write_results(tmp_path, e, RATES)
     report.main()
-    expected = render_markdown(load_results(settings))
+    expected = rendered(settings)
     assert (tmp_path / "metrics/report.md").read_text() == expected
     assert capsys.readouterr().out == expected + "\n"
     assert sorted(p.relative_to(tmp_path / "metrics/summary").as_posix() for p in (tmp_path / "metrics/summary").rglob("*.json")) == \
-        sorted(f"{n}/{fmt}.json" for n in range(1, len(settings) + 1) for fmt in RATES)
+        sorted(f"{n}/{name}.json" for n in range(1, len(settings) + 1) for name in RATES)
     assert [json.loads((tmp_path / f"metrics/summary/{n}/pth.json").read_text())["epochs"] for n in (1, 2)] == settings
     for chart in ("metrics/speed.png", "metrics/training.png"):
         with Image.open(tmp_path / chart) as image:
@@ -288,3 +311,67 @@ def test_a_cpu_name_beyond_ascii_is_read_written_and_printed_whatever_the_locale
         write_results(tmp_path, e, RATES, machine=MACHINE | {"cpu": "Intel® Xeon® Gold 6430"})
     report.main()
     assert "Timings measured on: Intel® Xeon® Gold 6430, 2 logical CPUs" in capsys.readouterr().out
+
+
+# The recommendation: the fastest format by the article's figure that agrees with pth on at least
+# evaluate.min_agreement of the test images and meets the required img/s.
+FIVE = {"pth": 4.0, "onnx": 8.0, "onnx-int8": 24.0, "openvino": 7.0, "openvino-int8": 30.0}
+
+
+def test_the_fastest_format_ruled_out_by_agreement_leaves_the_next_one_named_everywhere(tmp_path, monkeypatch, capsys):
+    """openvino-int8 is the fastest but agrees with pth on 43 of 45 test images: onnx-int8, the
+    next fastest, heads the report, is the headline `dvc metrics show` prints, and is what
+    `birds-predict --runtime auto` runs."""
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    params["train"]["epochs"] = [1]
+    params_file(tmp_path, params)
+    write_results(tmp_path, 1, FIVE, agrees={"openvino-int8": 43})
+    report.main()
+    lines = (tmp_path / "metrics/report.md").read_text().splitlines()
+    assert lines[2] == ("Deploy on this machine (1 epochs): onnx-int8: 6.00x pth, agrees on 45/45, 24.0 img/s "
+                        "(faster but ruled out: openvino-int8 agrees on 43/45 < 97%)")
+    assert {fmt: json.loads((tmp_path / f"metrics/summary/1/{fmt}.json").read_text())["deploy"] for fmt in FIVE} == {
+        "pth": 0, "onnx": 0, "onnx-int8": 1, "openvino": 0, "openvino-int8": 0}
+    assert json.loads((tmp_path / "metrics/deploy.json").read_text()) == {"1": {
+        "folder": "models/e1", "format": "onnx-int8", "model": "models/e1/model.int8.onnx", "runtime": "onnxruntime",
+        "line": lines[2].removeprefix("Deploy on this machine (1 epochs): ")}}
+    assert recommended("models/e1") == (str(tmp_path.resolve() / "models/e1/model.int8.onnx"), "onnxruntime")
+
+
+@pytest.mark.parametrize("min_agreement, chosen", [
+    (0.97, "onnx-int8"),              # 43/45 = 0.956 is below
+    (round(43 / 45, 6), "openvino-int8"),  # exactly the share is enough
+    (1.0, "onnx-int8"),
+    (0.0, "openvino-int8"),
+])
+def test_the_agreement_threshold_is_a_floor(tmp_path, monkeypatch, min_agreement, chosen):
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 2, FIVE, agrees={"openvino-int8": 43})
+    [choice] = choices(load_results([2]), min_agreement)
+    assert choice["format"] == chosen
+
+
+def test_a_format_too_slow_is_ruled_out_and_none_is_said_plainly_with_why(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path, 2, {"pth": 2.0, "onnx": 3.0, "onnx-int8": 6.0}, agrees={"onnx-int8": 40})
+    [choice] = choices(load_results([2]))
+    assert choice == {"format": None, "line": "none: every format is ruled out: onnx-int8 agrees on 40/45 < 97%; "
+                                                "onnx 3.00 img/s < 5; pth 2.00 img/s < 5"}
+    assert rendered([2]).splitlines()[2] == f"Deploy on this machine (2 epochs): {choice['line']}"
+    write_summary(load_results([2]), [choice], tmp_path / "summary")
+    assert [json.loads((tmp_path / f"summary/1/{fmt}.json").read_text())["deploy"] for fmt in ("pth", "onnx", "onnx-int8")] == [0, 0, 0]
+
+
+def test_pth_can_be_the_recommendation_and_birds_predict_says_it_cannot_run_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    params["train"]["epochs"] = [3]
+    params_file(tmp_path, params)
+    write_results(tmp_path, 3, {"pth": 6.0, "onnx-int8": 9.0}, agrees={"onnx-int8": 30})
+    report.main()
+    entry = json.loads((tmp_path / "metrics/deploy.json").read_text())["3"]
+    assert (entry["format"], entry["model"], entry["runtime"]) == ("pth", None, None)
+    with pytest.raises(NoRecommendation, match=r"for 3 epochs .*deploy.json recommends pth: 1.00x pth, agrees on 45/45, "
+                                               r"6.0 img/s .*, which needs PyTorch: birds-predict does not run it"):
+        recommended("models/e3")
