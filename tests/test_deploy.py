@@ -36,7 +36,7 @@ def project(tmp_path, tiny_models):
 def loads(monkeypatch):
     """The (runtime, model file) birds-predict loads, in order; the real loading goes on."""
     loaded, real = [], predict.load_model
-    monkeypatch.setattr(predict, "load_model", lambda runtime, path, threads: loaded.append((runtime, path)) or real(runtime, path, threads))
+    monkeypatch.setattr(predict, "load_model", lambda runtime, path, threads, providers: loaded.append((runtime, path)) or real(runtime, path, threads, providers))
     return loaded
 
 
