@@ -155,6 +155,40 @@ def test_batches_depend_on_seed_epoch_and_index_alone(pictures):
     assert not same(epoch_batches(other_seed, 1, workers=0), first)
 
 
+def test_each_image_gets_its_own_crop_and_flip_in_each_epoch(tmp_path):
+    """One picture, brighter to the right, as 16 items: each index and each epoch its own crop,
+    some mirrored, the same one whenever the same (epoch, index) is asked for again."""
+    picture = photo(tmp_path / "p.jpg", (64, 40))
+    data = TrainingImages([picture] * 16, [0] * 16, PreprocessSpec(resize=40, crop=32), 0.35, seed=7, in_memory=True)
+    first = [data[(1, i)][0] for i in range(16)]
+    assert len({crop.numpy().tobytes() for crop in first}) == 16
+    second = [data[(2, i)][0] for i in range(16)]
+    assert all(not torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(data[(1, i)][0], first[i]) for i in (0, 5, 15))
+    mirrored = [crop[..., :8].float().mean() > crop[..., -8:].float().mean() for crop in first + second]
+    assert 0 < sum(mirrored) < len(mirrored)
+    # the crops keep from 35% to all of the picture: from the whole picture's size down
+    assert all(crop.shape == (3, 32, 32) for crop in first)
+
+
+def test_each_epoch_is_a_new_permutation_of_the_images():
+    batches = EpochBatches(10, 3, seed=5)
+    orders = []
+    for epoch in (1, 2, 3):
+        batches.epoch = epoch
+        steps = list(batches)
+        assert len(steps) == len(batches) == 3 and all(len(step) == 3 for step in steps)  # the last image left out
+        assert all(e == epoch for step in steps for e, _ in step)
+        order = [i for step in steps for _, i in step]
+        assert len(set(order)) == 9 and set(order) <= set(range(10))
+        orders.append(order)
+    assert len({tuple(order) for order in orders}) == 3
+    batches.epoch = 2
+    assert [i for step in batches for _, i in step] == orders[1]  # an epoch's order is its own, asked again
+    with pytest.raises(ValueError, match="batch size 3 is not a multiple of 2 processes"):
+        EpochBatches(10, 3, seed=5, world_size=2)
+
+
 def test_cache_auto_decodes_in_memory_only_within_the_budget(pictures):
     needed = decoded_bytes(pictures, 40)
     assert 8 * 3 * 40 * 40 <= needed <= 8 * 3 * 40 * 50  # shorter side 40, longer 40 to 50
