@@ -251,7 +251,14 @@ def photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
 # its stats pass every test using such a fixture builds it once more (pytest_runtest_call).
 MUTATION_CACHE = ROOT / ".mutation_cache"
 REBUILT_FOR_MUTANTS_OF = {"exported": "stages.export."}  # fixture name -> the module whose mutants rebuild it
-BUILDS: dict[str, object] = {}  # fixture name -> its build, for the stats pass
+BUILDS: dict[str, object] = {}  # fixture name -> its build, run again for each test using it in the stats pass
+
+
+def built_for_every_test(name: str, dest: Path, build):
+    """build(dest) for the module- or session-scoped fixture `name`, whose build runs the code under
+    test: in mutmut's stats pass each test using the fixture builds it once more (see above)."""
+    BUILDS[name] = build
+    return build(dest)
 
 
 def built_once_per_mutation_run(name: str, dest: Path, build) -> None:
@@ -263,7 +270,8 @@ def built_once_per_mutation_run(name: str, dest: Path, build) -> None:
     if mutant and cached.is_dir() and not (rebuilt_for_mutants_of and mutant.startswith(rebuilt_for_mutants_of)):
         shutil.copytree(cached, dest, dirs_exist_ok=True)
         return
-    BUILDS[name] = build
+    if rebuilt_for_mutants_of:
+        BUILDS[name] = build
     build(dest)
     if "mutmut" in sys.modules and not mutant:
         shutil.rmtree(cached, ignore_errors=True)
@@ -291,11 +299,11 @@ def mutant_tests(config, items, mutant: str) -> None:
 
 
 def pytest_runtest_call(item) -> None:
-    """In mutmut's stats pass: each test using a fixture rebuilt for a module's mutants builds it
-    once more, so that mutmut credits what the build reaches to the test."""
+    """In mutmut's stats pass: each test using a fixture whose build runs the code under test
+    builds it once more, so that mutmut credits what the build reaches to the test."""
     if STATS_PASS:
         for name, build in BUILDS.items():
-            if name in REBUILT_FOR_MUTANTS_OF and name in item.fixturenames:
+            if name in item.fixturenames:
                 with tempfile.TemporaryDirectory() as folder:
                     build(Path(folder))
 

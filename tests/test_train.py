@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import pty
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import numpy as np
 from PIL import Image
@@ -274,3 +276,34 @@ def test_bf16_is_chosen_where_the_cpu_computes_it_natively(flags, expected, monk
     assert train.use_bf16(auto, torch.device("cpu")) is expected
     assert train.use_bf16(Train.model_construct(precision="fp32"), torch.device("cpu")) is False
     assert train.use_bf16(Train.model_construct(precision="bf16"), torch.device("cpu")) is True
+
+
+def test_a_training_step_runs_the_forward_in_bf16_only_when_asked_and_the_loss_in_fp32():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
+    for bf16, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        optimizer = train.make_optimizer(model, Train(lr=0.1, weight_decay=0.5))
+        before = [p.detach().clone() for p in model.parameters()]
+        loss, logits = train.train_step(model, optimizer, x, y, bf16)
+        assert logits.dtype == dtype and not logits.requires_grad and not loss.requires_grad
+        assert loss.dtype == torch.float32 and loss.item() == F.cross_entropy(logits.float(), y).item()
+        assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # one update of every weight
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert {k: optimizer.param_groups[0][k] for k in ("lr", "weight_decay")} == {"lr": 0.1, "weight_decay": 0.5}
+
+
+def test_the_progress_bar_shows_in_a_terminal_only_outside_ci_and_in_the_first_rank(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.delenv("CI", raising=False)
+    assert not train.progress_bar([1], 1, "epoch 1/1", quiet=False).disable
+    assert train.progress_bar([1], 1, "epoch 1/1", quiet=True).disable  # a rank but the first
+    monkeypatch.setenv("CI", "true")
+    assert train.progress_bar([1], 1, "epoch 1/1", quiet=False).disable
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a file or a pipe
+    assert train.progress_bar([1], 1, "epoch 1/1", quiet=False).disable

@@ -5,6 +5,8 @@ loop computes, as long as it computes it the same way twice; these say what it m
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from birds_onnx.preprocess import preprocess_batch
-from conftest import ROOT, params_file, photo, stages_on_the_stage_network, tiny_params
+from conftest import ROOT, built_for_every_test, params_file, photo, stages_on_the_stage_network, tiny_params
 from recorded_training import Recording
 from stages import distributed, train
 from stages.manifest import Example, read_split, write_split
@@ -77,12 +79,16 @@ class TorchState:
 
 
 def train_in_this_process(project: Path, epochs: int = EPOCHS) -> Recording:
+    """The stage's main() with every step recorded; what it printed is recording.printed."""
     recording = Recording()
-    with pytest.MonkeyPatch.context() as patch, stages_on_the_stage_network(), TorchState():
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, stages_on_the_stage_network(), TorchState(), contextlib.redirect_stdout(printed):
         recording.install(patch)
         patch.chdir(project)
+        patch.delenv("CI", raising=False)
         patch.setattr("sys.argv", ["train", "--epochs", str(epochs)])
         train.main()
+    recording.printed = printed.getvalue()
     return recording
 
 
@@ -121,11 +127,15 @@ def accuracy(state: dict, paths: list[Path], labels: torch.Tensor, spec, trainin
     return (logits.argmax(1) == labels).sum().item() / len(labels)
 
 
+def train_tiny_project(folder: Path) -> tuple[Path, Recording]:
+    project = loop_project(folder / "project")
+    return project, train_in_this_process(project)
+
+
 @pytest.fixture(scope="module")
 def trained(module_tmp_path) -> tuple[Path, Recording]:
     """A 3-epoch run of the train stage in this process, every step written down."""
-    project = loop_project(module_tmp_path / "one")
-    return project, train_in_this_process(project)
+    return built_for_every_test("trained", module_tmp_path / "one", train_tiny_project)
 
 
 def epochs_served(recording: Recording) -> dict[int, list[int]]:
@@ -227,3 +237,17 @@ def test_two_ranks_log_the_totals_of_every_image_of_the_epoch(module_tmp_path, m
     assert [sum(s["loss"] for s in ranks[0]["steps"] if s["epoch"] == e) / 3 for e in (1, 2)] != pytest.approx(loss, rel=1e-6)
     # one checkpoint, written by rank 0: the ranks' weights are the same
     assert (project / "models/e2/model.pth").is_file()
+
+
+def test_the_stage_prints_its_setting_each_epochs_figures_and_where_it_saved(trained):
+    project, recording = trained
+    lines = recording.printed.splitlines()
+    assert lines[0] == "train: 12 images (in memory, 0 loader workers), 3 epochs, 1 x cpu, fp32, eager, 1 threads"
+    loss, train_acc, test_acc = logged(project, "train_loss"), logged(project, "train_acc"), logged(project, "test_acc")
+    for epoch in (1, 2, 3):
+        line = lines[epoch]
+        figures = f"epoch {epoch}/3: loss {loss[epoch - 1]:.4f}  train acc {train_acc[epoch - 1]:.3f}  test acc {test_acc[epoch - 1]:.3f}  "
+        assert line.startswith(figures) and line.endswith(" img/s") and float(line[len(figures):-6]) > 0, line
+    assert lines[4:] == ["train: saved models/e3/model.pth"]
+    summary = json.loads((project / "metrics/e3/train/metrics.json").read_text())
+    assert summary == {"step": 3, "train_loss": loss[-1], "train_acc": train_acc[-1], "test_acc": test_acc[-1], "lr": logged(project, "lr")[-1]}
