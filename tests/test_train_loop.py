@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import math
+import socket
 import os
 from pathlib import Path
 
@@ -251,3 +252,35 @@ def test_the_stage_prints_its_setting_each_epochs_figures_and_where_it_saved(tra
     assert lines[4:] == ["train: saved models/e3/model.pth"]
     summary = json.loads((project / "metrics/e3/train/metrics.json").read_text())
     assert summary == {"step": 3, "train_loss": loss[-1], "train_acc": train_acc[-1], "test_acc": test_acc[-1], "lr": logged(project, "lr")[-1]}
+
+
+@pytest.mark.parametrize("ending, said", [("sys.exit(3)", "exited with status 3"),
+                                          ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by SIGKILL")])
+def test_a_failing_rank_ends_the_launch_with_one_line_naming_it(tmp_path, monkeypatch, ending, said):
+    (tmp_path / "failing_rank.py").write_text(f"import os, signal, sys\nif os.environ['RANK'] == '1':\n    {ending}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with pytest.raises(distributed.RankFailed) as failed:
+        distributed.launch(2, 3, "failing_rank", [])
+    assert str(failed.value) == f"training process rank 1 of 2 {said}; the other ranks were stopped and no model was written"
+    assert os.environ["OMP_NUM_THREADS"] == "3"  # each rank's threads, as train.threads says, not torchrun's 1
+
+
+def test_a_process_started_alone_by_torchrun_joins_as_rank_0_of_1(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.started_by_torchrun()
+    assert not torch.distributed.is_initialized()
+    assert torch.equal(distributed.sum_over_ranks(torch.tensor([1.0, 2.0])), torch.tensor([1.0, 2.0]))  # one process: itself
+    try:
+        assert distributed.join(torch.device("cpu")) == (0, 1, torch.device("cpu"))
+        assert torch.distributed.get_backend() == "gloo"
+        assert torch.equal(distributed.sum_over_ranks(torch.tensor([1.0, 2.0])), torch.tensor([1.0, 2.0]))
+    finally:
+        torch.distributed.destroy_process_group()
+    monkeypatch.delenv("RANK")
+    assert not distributed.started_by_torchrun()
