@@ -19,6 +19,13 @@ from pathlib import Path
 import torch
 
 
+def torch_settings() -> dict:
+    """What the train stage sets for torch process-wide: threads and deterministic kernels."""
+    return {"threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "fill_uninitialized_memory": torch.utils.deterministic.fill_uninitialized_memory}
+
+
 class Recording:
     def __init__(self):
         self.served: list[tuple[int, int]] = []  # (epoch, index) of every item the data set gave, in order
@@ -45,7 +52,9 @@ class Recording:
             lr = optimizer.param_groups[0]["lr"]
             loss, logits = train_step(forward, optimizer, x, y, bf16)
             self.steps.append({"epoch": epoch, "labels": y.clone(), "logits": logits.clone(), "loss": loss.item(),
-                               "lr": lr, "training": modes == {True}, "bf16": bf16})
+                               "lr": lr, "training": modes == {True}, "bf16": bf16, "torch": torch_settings(),
+                               "channels_last": (x.is_contiguous(memory_format=torch.channels_last),
+                                                 model.conv1.weight.is_contiguous(memory_format=torch.channels_last))})
             return loss, logits
 
         patch.setattr(TrainingImages, "__getitem__", recorded_get_item)

@@ -284,3 +284,17 @@ def test_a_process_started_alone_by_torchrun_joins_as_rank_0_of_1(monkeypatch):
         torch.distributed.destroy_process_group()
     monkeypatch.delenv("RANK")
     assert not distributed.started_by_torchrun()
+
+
+def test_every_step_runs_on_one_thread_with_deterministic_kernels_in_channels_last(trained):
+    """The settings the run's weights depend on (train.threads: 1 here), and the layout oneDNN's
+    convolutions run fastest in, for the batch and the weights alike."""
+    project, recording = trained
+    settings = {"threads": 1, "deterministic": True, "warn_only": False, "fill_uninitialized_memory": False}
+    assert all(s["torch"] == settings for s in recording.steps)
+    assert all(s["channels_last"] == (True, True) for s in recording.steps)
+    assert all(not s["bf16"] for s in recording.steps)  # train.precision: fp32
+    # dvclive writes the curves and metrics.json only: no dvc.yaml of its own, no report, no experiment
+    assert not (project / "dvc.yaml").exists() and not (project / "dvclive").exists()
+    written = sorted(p.relative_to(project / "metrics/e3/train").as_posix() for p in (project / "metrics/e3/train").rglob("*") if p.is_file())
+    assert written == ["metrics.json"] + [f"plots/metrics/{name}.tsv" for name in ("lr", "test_acc", "train_acc", "train_loss")]
