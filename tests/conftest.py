@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import locale
 import os
 import shutil
@@ -12,7 +13,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -303,8 +304,8 @@ def pytest_runtest_call(item) -> None:
     builds it once more, so that mutmut credits what the build reaches to the test."""
     if STATS_PASS:
         for name, build in BUILDS.items():
-            if name in item.fixturenames:
-                with tempfile.TemporaryDirectory() as folder:
+            if name in item.fixturenames:  # what the build prints is not the test's output
+                with tempfile.TemporaryDirectory() as folder, redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
                     build(Path(folder))
 
 

@@ -199,6 +199,14 @@ def test_cache_auto_decodes_in_memory_only_within_the_budget(pictures):
     assert cache_in_memory(True, pictures, 4000, budget_mb=1) and not cache_in_memory(False, pictures, 40, budget_mb=1)
 
 
+def test_a_decoded_set_that_exactly_fills_the_budget_is_cached(tmp_path):
+    picture = tmp_path / "square.png"
+    Image.new("RGB", (1024, 1024)).save(picture)  # 3 x 1024 x 1024 bytes decoded: 3 MiB
+    assert decoded_bytes([picture], 1024) == 3 * 2**20
+    assert cache_in_memory("auto", [picture], 1024, budget_mb=3)
+    assert not cache_in_memory("auto", [picture, picture], 1024, budget_mb=5)
+
+
 def test_training_normalises_with_the_arithmetic_of_preprocess(pictures):
     spec = PreprocessSpec(resize=40, crop=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     images = [Image.open(p).convert("RGB").crop((0, 0, 32, 32)) for p in pictures[:3]]
