@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import os
 import socket
@@ -267,6 +268,10 @@ def test_a_failing_rank_ends_the_launch_with_one_line_naming_it(tmp_path, monkey
         distributed.launch(2, 3, "failing_rank", [])
     assert str(failed.value) == f"training process rank 1 of 2 {said}; the other ranks were stopped and no model was written"
     assert os.environ["OMP_NUM_THREADS"] == "3"  # each rank's threads, as train.threads says, not torchrun's 1
+    # torchrun's own log lines (its launcher's traceback) silenced: the line above says it all
+    elastic = [name for name in logging.root.manager.loggerDict if name.startswith("torch.distributed.elastic")]
+    assert elastic and all(logging.getLogger(name).getEffectiveLevel() == logging.CRITICAL for name in elastic)
+    assert logging.getLogger().level != logging.CRITICAL
 
 
 def test_a_process_started_alone_by_torchrun_joins_as_rank_0_of_1(monkeypatch):
