@@ -49,7 +49,8 @@ class InputError(BirdsOnnxError):
 def top_classes(probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
     """The `k` most probable classes, most probable first."""
     order = np.argsort(-probabilities,
-                       kind="stable")[:k]  # pragma: no mutate: numpy reads sort kinds in any case
+                       kind="stable",  # pragma: no mutate: numpy reads sort kinds in any case
+    )[:k]
     return [(classes[i], float(probabilities[i])) for i in order]
 
 
@@ -128,7 +129,8 @@ class Writer:
         elif self.fmt == "jsonl":
             top = [{"class": name, "probability": round(p, 6)} for name, p in ranked]
             self.out.write(json.dumps({"path": str(path), "top": top},
-                                      ensure_ascii=False) + "\n")  # pragma: no mutate: json.dumps tests ensure_ascii for truth: None is False
+                                      ensure_ascii=False,  # pragma: no mutate: json.dumps tests ensure_ascii for truth: None is False
+            ) + "\n")
         else:
             cells = "".join(f"{f'{name} {p:.3f}':<{self.cell_width}}  " for name, p in ranked)
             self.out.write(f"{str(path):<{self.path_width}}  {cells}".rstrip() + "\n")

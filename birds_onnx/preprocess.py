@@ -96,7 +96,8 @@ def normalize(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     place on the channel-first copy: the only full-size float arrays made are the one returned."""
     scale, offset = (a[:, None, None] for a in scale_offset(spec))
     x = np.asarray(img).transpose(2, 0, 1).astype(np.float32,
-                                                  order="C")  # pragma: no mutate: numpy's memory order names are not case-sensitive
+                                                  order="C",  # pragma: no mutate: numpy's memory order names are not case-sensitive
+    )
     x *= scale
     x += offset
     return x

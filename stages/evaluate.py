@@ -59,7 +59,8 @@ def measured_on() -> dict:
     """What speed.json says about the machine that timed it (stages/machine.py wrote it)."""
     try:
         machine = json.loads(MACHINE_FILE.read_text(
-            encoding="utf-8"))  # pragma: no mutate: codec names are not case-sensitive
+            encoding="utf-8",  # pragma: no mutate: codec names are not case-sensitive
+        ))
     except FileNotFoundError:
         raise PipelineError(f"{MACHINE_FILE} not found: run `dvc repro machine` first") from None
     return {key: machine[key] for key in ("cpu", "logical_cpus", "id")}

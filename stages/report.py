@@ -53,9 +53,11 @@ def load_results(epochs: list[int]) -> list[Result]:
         d = results_dir(e)
         try:
             accuracy = json.loads((d / "accuracy.json").read_text(
-                encoding="utf-8"))  # pragma: no mutate: ASCII only (class slugs are ASCII by params' pattern, the rest numbers): any codec reads it
+                encoding="utf-8",  # pragma: no mutate: ASCII only (class slugs are ASCII by params' pattern, the rest numbers): any codec reads it
+            ))
             speed = json.loads((d / "speed.json").read_text(
-                encoding="utf-8"))  # pragma: no mutate: ASCII only (numbers): any codec reads it
+                encoding="utf-8",  # pragma: no mutate: ASCII only (numbers): any codec reads it
+            ))
             with open(d / "training.csv", encoding="utf-8", newline="") as f:  # pragma: no mutate: evaluate's CSV is ASCII numbers, \n line ends and no quoted line break: any codec and newline mode read it alike
                 training = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
         except FileNotFoundError as err:
@@ -174,9 +176,11 @@ def plot_speeds(results: list[Result], dest: Path) -> None:
             xs = [j + i * width for j in range(len(results))]
             bars = ax.bar(xs, [r.speed[fmt][key] for r in results], width, label=fmt, color=f"C{i}")  # pragma: no mutate: matplotlib's colour cycle gives an axes' i-th set of bars C{i}, the colour named
             ax.bar_label(bars,
-                         fmt="%.1f", fontsize="x-small")  # pragma: no mutate: %F and %f differ only for infinity and NaN, which no measured rate is
+                         fmt="%.1f", fontsize="x-small",  # pragma: no mutate: %F and %f differ only for infinity and NaN, which no measured rate is
+            )
         ax.axhline(required, linestyle="--", linewidth=1, label=f"required {required:g} img/s",
-                   color="black")  # pragma: no mutate: matplotlib reads colour names in any case
+                   color="black",  # pragma: no mutate: matplotlib reads colour names in any case
+        )
         ax.set_xticks([j + width * (len(formats) - 1) / 2 for j in range(len(results))], [f"{r.epochs} epochs" for r in results])
         ax.set_title(title, fontsize="medium")  # pragma: no mutate: a title's font size None is the default font size, medium
     axes[0].set_ylabel("images per second")

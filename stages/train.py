@@ -111,7 +111,8 @@ def compile_model(model: torch.nn.Module, cfg: Train, device: torch.device):
 def make_optimizer(model: torch.nn.Module, cfg: Train) -> torch.optim.Optimizer:
     # fused: one kernel updates every parameter, instead of a dozen passes per tensor
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                             fused=True)  # pragma: no mutate: the same update in one kernel or in several: speed only
+                             fused=True,  # pragma: no mutate: the same update in one kernel or in several: speed only
+    )
 
 
 def train_step(forward, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, bf16: bool):
@@ -152,7 +153,8 @@ def progress_bar(batches, total: int, desc: str, quiet: bool) -> tqdm:
     """A bar in a terminal; nothing under CI (CI=true), when output goes to a file or pipe, or
     in any rank but the first."""
     return tqdm(batches, total=total, desc=desc, disable=True if quiet or os.environ.get("CI") else None,
-                leave=False)  # pragma: no mutate: whether a finished bar stays on the terminal: its looks only
+                leave=False,  # pragma: no mutate: whether a finished bar stays on the terminal: its looks only
+    )
 
 
 def load_training_images(params: Params) -> TrainingImages:
@@ -216,7 +218,8 @@ def main() -> None:
     data = load_training_images(params)
     batches = EpochBatches(len(data), cfg.batch_size, params.seed, rank, world)
     loader = make_loader(data, batches, cfg.workers,
-                         pin_memory=device.type == "cuda")  # pragma: no mutate: pinned memory speeds up copies to a GPU only: on the CPU the same batches
+                         pin_memory=device.type == "cuda",  # pragma: no mutate: pinned memory speeds up copies to a GPU only: on the CPU the same batches
+    )
     normalize = Normalize(params.preprocess.spec, device)
     optimizer = make_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
