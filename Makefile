@@ -89,7 +89,7 @@ check-repro: setup
 check-repro-lock: setup
 	python -m stages.tools.check_repro --against-lock
 
-# Mutation testing of the core logic (mutmut, settings in pyproject.toml): each mutant against the
+# Mutation testing of every module with logic (mutmut, settings in pyproject.toml): each mutant against the
 # unit tests that reach it; prints the share killed per module and every survivor. Not in `make test`.
 mutate: setup
 	python -m stages.tools.mutate

@@ -44,9 +44,10 @@ def open_rgb(path: Path | str, shorter_side: int) -> Image.Image:
     """
     try:
         with Image.open(path) as img:
-            img.draft("RGB", (shorter_side, shorter_side))
+            img.draft("RGB",  # pragma: no mutate: Pillow's JPEG draft changes the mode only when asked for L or YCbCr: RGB, None or another name leave it as decoded
+                      (shorter_side, shorter_side))
             ImageOps.exif_transpose(img, in_place=True)  # loads the pixels, rotates if EXIF says so
-            return img if img.mode == "RGB" else img.convert("RGB")
+            return img if img.mode == "RGB" else img.convert("RGB")  # pragma: no mutate: converting an RGB picture to RGB only copies it
     except FileNotFoundError:
         raise ImageError(f"{path}: no such image file") from None
     except Exception as e:  # noqa: BLE001 - malformed files make Pillow raise far more than OSError
@@ -94,7 +95,9 @@ def normalize(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     (x / 255 - mean) / std is folded into one multiply and one add (`scale_offset`), done in
     place on the channel-first copy: the only full-size float arrays made are the one returned."""
     scale, offset = (a[:, None, None] for a in scale_offset(spec))
-    x = np.asarray(img).transpose(2, 0, 1).astype(np.float32, order="C")
+    x = np.asarray(img).transpose(2, 0, 1).astype(np.float32,
+                                                  order="C",  # pragma: no mutate: numpy's memory order names are not case-sensitive
+    )
     x *= scale
     x += offset
     return x

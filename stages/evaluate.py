@@ -49,7 +49,7 @@ def training_history(epochs: int) -> list[dict]:
     for figure in TRAINING_FIGURES:
         path = folder / f"{figure}.tsv"
         try:
-            with open(path, encoding="utf-8", newline="") as f:
+            with open(path, encoding="utf-8", newline="") as f:  # pragma: no mutate: dvclive's .tsv files hold ASCII numbers and \n line ends: every encoding and newline mode reads them alike
                 for row in csv.DictReader(f, delimiter="\t"):
                     rows.setdefault(int(row["step"]), {"epoch": int(row["step"])})[figure] = row[figure]
         except FileNotFoundError:
@@ -60,7 +60,9 @@ def training_history(epochs: int) -> list[dict]:
 def measured_on() -> dict:
     """What speed.json says about the machine that timed it (stages/machine.py wrote it)."""
     try:
-        machine = json.loads(MACHINE_FILE.read_text(encoding="utf-8"))
+        machine = json.loads(MACHINE_FILE.read_text(
+            encoding="utf-8",  # pragma: no mutate: codec names are not case-sensitive
+        ))
     except FileNotFoundError:
         raise PipelineError(f"{MACHINE_FILE} not found: run `dvc repro machine` first") from None
     return {key: machine[key] for key in ("cpu", "logical_cpus", "id")}

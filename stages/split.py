@@ -41,7 +41,8 @@ def check_enough(counts: dict[str, int], n_train: int, n_test: int) -> None:
     order of params' classes) can give `n_train` + `n_test` images with every class in both sets."""
     if n_train < len(counts):
         raise SplitError(f"split.train ({n_train}) must be at least the number of classes ({len(counts)}): every class needs a training image")
-    quota = spread(n_test, [1] * len(counts))  # balanced test set
+    equal = [1] * len(counts)  # pragma: no mutate: equal weights share alike: [2] * k gives the quota of [1] * k
+    quota = spread(n_test, equal)  # balanced test set
     short = [c for (c, n), q in zip(counts.items(), quota) if n < q + 1]
     total = sum(counts.values())
     if short or total < n_train + n_test:
@@ -61,7 +62,8 @@ def split_examples(
         by_class[e.label].append(e)
     counts = [len(by_class[c]) for c in classes]
     check_enough(dict(zip(classes, counts)), n_train, n_test)
-    test_quota = spread(n_test, [1] * len(classes))
+    equal = [1] * len(classes)  # pragma: no mutate: equal weights share alike: [2] * k gives the quota of [1] * k
+    test_quota = spread(n_test, equal)
     # one training image for every class first: in proportion alone, a class with few images left
     # next to large ones would round down to none
     left = [n - q - 1 for n, q in zip(counts, test_quota)]

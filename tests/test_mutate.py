@@ -1,68 +1,49 @@
-"""`make mutate`'s reading of mutmut's results: equivalent mutants named in pyproject.toml are
-set apart with their reason and left out of the score."""
+"""`make mutate`'s use of mutmut: its results as `mutmut results` prints them, each mutant's own
+unit tests, and the behaviour of mutmut's that tests/conftest.py relies on (pinned here, so that
+a mutmut release that changes it fails this test rather than the mutation run silently)."""
 
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 
 import tomllib
 
 from conftest import ROOT
-from stages.tools.mutate import choose_tests, equivalent_mutants, mutate_config, score, why_equivalent
+from stages.tools.mutate import is_in, module_of, module_results, mutate_config, score, unit_tests_of
 
-RULE = {"function": "stages.split.x_check_enough", "changed": r"\[2\] \* len", "why": "equal weights share alike"}
-
-
-def test_a_survivor_is_equivalent_only_for_its_function_and_its_change():
-    added = ["-    quota = spread(n_test, [1] * len(counts))", "+    quota = spread(n_test, [2] * len(counts))"]
-    assert why_equivalent("stages.split.x_check_enough__mutmut_9", added, [RULE]) == "equal weights share alike"
-    assert why_equivalent("stages.split.x_split_examples__mutmut_9", added, [RULE]) is None  # another function
-    assert why_equivalent("stages.split.x_check_enough__mutmut_8", ["-    x = [2] * len(a)", "+    x = None"], [RULE]) is None
-
-
-def test_a_mutant_that_only_removes_a_line_is_matched_by_what_it_removes():
-    rule = {"function": "stages.export.x_export_onnx", "changed": r"^ +dynamo=True,$", "why": "the default"}
-    assert why_equivalent("stages.export.x_export_onnx__mutmut_29", ["-            dynamo=True,"], [rule]) == "the default"
-    # a mutant that adds a line is matched by it alone: the line it replaced is what it changed
-    assert why_equivalent("stages.export.x_export_onnx__mutmut_31", ["-            dynamo=True,", "+            dynamo=False,"], [rule]) is None
+RESULTS = """\
+    stages.split.x_spread__mutmut_1: killed
+    stages.split.x_spread__mutmut_2: survived
+    stages.sources.bing.xǁTaskQueueǁput__mutmut_7: timeout
+    stages.export.x_export_onnx__mutmut_3: no tests
+    stages.export.x_export_onnx__mutmut_4: not checked
+"""
 
 
-def test_equivalent_mutants_leave_the_score():
-    assert score(Counter(killed=8, survived=1, equivalent=1)) == 8 / 9
+def test_results_are_read_per_module_as_mutmut_prints_them():
+    assert module_results(RESULTS) == {
+        "stages.split": {"stages.split.x_spread__mutmut_1": "killed", "stages.split.x_spread__mutmut_2": "survived"},
+        "stages.sources.bing": {"stages.sources.bing.xǁTaskQueueǁput__mutmut_7": "timeout"},
+        "stages.export": {"stages.export.x_export_onnx__mutmut_3": "no tests", "stages.export.x_export_onnx__mutmut_4": "not checked"},
+    }
+    assert module_of("stages.sources.bing.xǁTaskQueueǁput__mutmut_7") == "stages.sources.bing"
+
+
+def test_the_score_counts_hung_tests_as_caught_and_leaves_out_mutants_not_run():
+    assert score(Counter(killed=8, survived=1, timeout=1)) == 9 / 10
     assert score(Counter(killed=6, timeout=2, survived=1, **{"no tests": 1, "not checked": 5})) == 8 / 10
+    assert score(Counter({"not checked": 3})) == 0.0
 
 
-def test_the_project_lists_its_equivalent_mutants_with_a_reason():
-    rules = equivalent_mutants()
-    # a function as mutmut names it: module.x_function, or module.xǁClassǁmethod
-    assert rules and all(rule["function"].rsplit(".", 1)[1].startswith(("x_", "xǁ")) and rule["changed"] and rule["why"]
-                         for rule in rules)
-
-
-def test_each_function_keeps_only_its_modules_unit_tests():
-    reached = {
-        "stages.params.x_load_params": {"tests/test_params.py::test_a", "tests/test_crawl.py::test_b"},
-        "stages.sources.bing.xǁTaskQueueǁput": {"tests/test_bing.py::test_c[1]", "tests/test_bing.py::test_cache", "tests/test_crawl.py::test_b"},
-        "stages.split.x_spread": {"tests/test_split.py::test_d", "tests/test_splitting.py::test_e"},
-        "stages.report.x_main": {"tests/test_pipeline.py::test_f"},
-        "stages.export.x_main": {"tests/test_export.py::test_g"},
-        "stages.other.x_f": {"tests/test_crawl.py::test_b"},
-    }
-    choose_tests(reached, {
-        "unit_tests": {
-            "stages.params": ["tests/test_params.py"],
-            "stages.sources.bing": ["tests/test_bing.py::test_c"],
-            "stages.split": ["tests/test_split.py"],
-            "stages.report": ["tests/test_report.py"],
-            "stages.export": ["tests/test_export.py"],
-        },
-    })
-    assert reached == {
-        "stages.params.x_load_params": {"tests/test_params.py::test_a"},
-        "stages.sources.bing.xǁTaskQueueǁput": {"tests/test_bing.py::test_c[1]"},  # a parametrised case, not test_cache
-        "stages.split.x_spread": {"tests/test_split.py::test_d"},
-        "stages.report.x_main": set(),  # no unit test reaches it: its mutants count as "no tests"
-        "stages.export.x_main": {"tests/test_export.py::test_g"},
-        "stages.other.x_f": {"tests/test_crawl.py::test_b"},  # a module not listed keeps what reached it
-    }
+def test_a_mutant_runs_its_modules_unit_tests_only():
+    config = {"unit_tests": {"stages.params": ["tests/test_params.py"], "stages.sources.bing": ["tests/test_bing.py::test_c"]}}
+    assert unit_tests_of("stages.params.x_load_params__mutmut_2", config) == ["tests/test_params.py"]
+    assert unit_tests_of("stages.other.x_f__mutmut_1", config) is None  # a module not listed keeps every test
+    assert is_in("tests/test_bing.py::test_c[1]", "tests/test_bing.py::test_c")  # a parametrised case
+    assert not is_in("tests/test_bing.py::test_cache", "tests/test_bing.py::test_c")
+    assert is_in("tests/test_params.py::test_a", "tests/test_params.py")
+    assert not is_in("tests/test_params_more.py::test_a", "tests/test_params.py")
 
 
 def test_every_mutated_module_names_unit_tests_that_exist():
@@ -74,3 +55,30 @@ def test_every_mutated_module_names_unit_tests_that_exist():
             file, _, name = test.partition("::")
             assert (ROOT / file).is_file(), test
             assert not name or f"def {name}(" in (ROOT / file).read_text(), test
+
+
+def test_mutmuts_process_local_mode_outlives_the_environment_variable():
+    """tests/conftest.py keeps mutmut's stats pass out of the processes the code under test starts
+    by taking MUTANT_UNDER_TEST out of the environment after handing it to mutmut's
+    set_mutant_under_test: its trampolines must still see the mode, and child processes not."""
+    script = textwrap.dedent("""
+        import os, subprocess, sys
+        from mutmut.mutation.trampoline import get_mutant_under_test, set_mutant_under_test
+        set_mutant_under_test("stats")
+        del os.environ["MUTANT_UNDER_TEST"]
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('MUTANT_UNDER_TEST', ''))"],
+                               capture_output=True, text=True).stdout.strip()
+        print(get_mutant_under_test(), repr(child))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["stats", "''"]
+
+
+def test_mutmut_reads_a_pragma_with_its_reason_as_no_mutate_on_that_line():
+    """Equivalent mutants are marked `# pragma: no mutate: why` on their line."""
+    from mutmut.mutation.pragma_handling import _parse_pragma_token  # noqa: PLC2701 - the parser of the documented pragma
+
+    import libcst as cst
+
+    for reason in ("codec names are not case-sensitive", "json.dumps writes ASCII only"):
+        assert _parse_pragma_token(cst.Comment(f"# pragma: no mutate: {reason}")) == "bare"

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import pytest
 
+from birds_onnx.errors import BirdsOnnxError
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx import predict
 from birds_onnx.predict import Progress, Writer, expand_inputs, load_model, main, parse_args, top_classes
@@ -155,6 +156,34 @@ def test_stream_keeps_input_order_and_puts_errors_in_place(tmp_path, tiny_models
     assert calls == [3, 3, 1]  # batches of readable images only
     one_by_one = [classifier(preprocess(p, classifier.spec)[None])[0] for p in paths if p != broken]
     np.testing.assert_allclose(np.stack([r for p, r in results if p != broken]), np.stack(one_by_one), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def folder_to_stream(module_tmp_path, tiny_models) -> tuple[list[Path], dict[Path, np.ndarray]]:
+    """Eleven pictures of different sizes, an unreadable file fourth and a missing one ninth; and
+    each picture's logits classified alone."""
+    folder = module_tmp_path / "stream"
+    folder.mkdir()
+    pictures = [photo(folder / f"{i:02}.jpg", (66 + 7 * i, 70 + 3 * (i % 4)), seed=i) for i in range(11)]
+    (folder / "broken.jpg").write_text("<html>")
+    classifier = OnnxClassifier(tiny_models["onnx"], threads=1)
+    alone = {p: classifier(preprocess(p, classifier.spec)[None])[0] for p in pictures}
+    assert min(np.abs(a - b).max() for a, b in itertools.combinations(alone.values(), 2)) > 1e-3  # each its own
+    return pictures[:3] + [folder / "broken.jpg"] + pictures[3:7] + [folder / "missing.jpg"] + pictures[7:], alone
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 16])
+@pytest.mark.parametrize("batch_size", [1, 4, 32])
+def test_a_streamed_folder_gives_the_one_at_a_time_results_in_order_for_any_worker_count(folder_to_stream, tiny_models, workers, batch_size):
+    paths, alone = folder_to_stream
+    classifier = OnnxClassifier(tiny_models["onnx"], threads=1)
+    streamed = list(classify_stream(classifier, classifier.spec, paths, batch_size=batch_size, workers=workers))
+    assert [path for path, _ in streamed] == paths
+    for path, result in streamed:
+        if path in alone:
+            np.testing.assert_allclose(result, alone[path], rtol=0, atol=1e-4)
+        else:  # the unreadable file and the missing one, each with its error in its place
+            assert isinstance(result, BirdsOnnxError) and str(result).startswith(str(path))
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "jsonl"])

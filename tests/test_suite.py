@@ -1,5 +1,5 @@
 """How `make test` runs the suite: in parallel workers, as many as the cores and the disk allow,
-the modules with slow tests handed out first; and how `make mutate` orders a mutant's tests."""
+the modules with slow tests handed out first; and which tests a mutant runs under `make mutate`."""
 
 from __future__ import annotations
 
@@ -25,17 +25,34 @@ def test_modules_holding_slow_tests_come_first_each_in_its_own_order():
 
     items = [item("test_a", "a1"), item("test_b", "b1"), item("test_b", "b2", slow=True), item("test_c", "c1"),
              item("test_d", "d1", slow=True), item("test_d", "d2")]
-    conftest.pytest_collection_modifyitems(items)
+    conftest.pytest_collection_modifyitems(None, items)
     assert [i.name for i in items] == ["b1", "b2", "d1", "d2", "a1", "c1"]
 
 
-def test_a_mutants_tests_run_fastest_first_and_those_rebuilding_a_fixture_for_it_last():
+def test_a_mutant_runs_its_modules_unit_tests_those_rebuilding_a_fixture_for_it_last():
     def item(nodeid: str, *fixtures: str):
         return SimpleNamespace(nodeid=nodeid, fixturenames=list(fixtures))
 
-    seconds = {"slow": 3.0, "reads_export": 0.1, "fast": 0.2, "faster": 0.05}
-    items = [item("slow", "tmp_path"), item("reads_export", "exported_models", "exported"), item("fast"), item("faster")]
-    conftest.mutant_tests_in_order(items, "stages.export.x_main__mutmut_7", seconds)
-    assert [i.nodeid for i in items] == ["faster", "fast", "slow", "reads_export"]  # export's mutant: rebuilt last
-    conftest.mutant_tests_in_order(items, "stages.report.x_table__mutmut_7", seconds)
-    assert [i.nodeid for i in items] == ["faster", "reads_export", "fast", "slow"]  # a copy of the build: 0.1 s
+    deselected = []
+    config = SimpleNamespace(hook=SimpleNamespace(pytest_deselected=lambda items: deselected.extend(items)))
+    tests = [item("tests/test_model_export.py::test_reads_export", "exported"), item("tests/test_pipeline.py::test_dvc_repro"),
+             item("tests/test_stage_mains.py::test_main"), item("tests/test_model_export.py::test_round_trip", "tmp_path")]
+    items = list(tests)
+    conftest.mutant_tests(config, items, "stages.export.x_main__mutmut_7")  # pyproject.toml: test_model_export, test_stage_mains
+    assert [i.nodeid for i in items] == ["tests/test_stage_mains.py::test_main", "tests/test_model_export.py::test_round_trip",
+                                         "tests/test_model_export.py::test_reads_export"]  # export's mutant: rebuilt last
+    assert [i.nodeid for i in deselected] == ["tests/test_pipeline.py::test_dvc_repro"]
+    items = list(tests)
+    conftest.mutant_tests(config, items, "stages.report.x_table__mutmut_7")
+    assert items == []  # none of report's unit tests: mutmut counts the mutant as "no tests"
+    items = [item("tests/test_model_export.py::test_reads_export", "exported"), item("tests/test_x.py::test_y")]
+    conftest.mutant_tests(config, items, "stages.paths.x_model_dir__mutmut_1")  # a module naming no unit tests keeps them all
+    assert [i.nodeid for i in items] == ["tests/test_model_export.py::test_reads_export", "tests/test_x.py::test_y"]
+
+
+def test_only_a_mutants_own_process_counts_as_one_under_mutation_testing(monkeypatch):
+    for mode, mutant in (("stats", ""), ("fail", ""), ("list_all_tests", ""), ("stages.split.x_spread__mutmut_3", "stages.split.x_spread__mutmut_3")):
+        monkeypatch.setenv("MUTANT_UNDER_TEST", mode)
+        assert conftest.mutant_under_test() == mutant
+    monkeypatch.delenv("MUTANT_UNDER_TEST")
+    assert conftest.mutant_under_test() == ""

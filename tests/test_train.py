@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import pty
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import numpy as np
 from PIL import Image
@@ -155,12 +157,54 @@ def test_batches_depend_on_seed_epoch_and_index_alone(pictures):
     assert not same(epoch_batches(other_seed, 1, workers=0), first)
 
 
+def test_each_image_gets_its_own_crop_and_flip_in_each_epoch(tmp_path):
+    """One picture, brighter to the right, as 16 items: each index and each epoch its own crop,
+    some mirrored, the same one whenever the same (epoch, index) is asked for again."""
+    picture = photo(tmp_path / "p.jpg", (64, 40))
+    data = TrainingImages([picture] * 16, [0] * 16, PreprocessSpec(resize=40, crop=32), 0.35, seed=7, in_memory=True)
+    first = [data[(1, i)][0] for i in range(16)]
+    assert len({crop.numpy().tobytes() for crop in first}) == 16
+    second = [data[(2, i)][0] for i in range(16)]
+    assert all(not torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(data[(1, i)][0], first[i]) for i in (0, 5, 15))
+    mirrored = [crop[..., :8].float().mean() > crop[..., -8:].float().mean() for crop in first + second]
+    assert 0 < sum(mirrored) < len(mirrored)
+    # the crops keep from 35% to all of the picture: from the whole picture's size down
+    assert all(crop.shape == (3, 32, 32) for crop in first)
+
+
+def test_each_epoch_is_a_new_permutation_of_the_images():
+    batches = EpochBatches(10, 3, seed=5)
+    orders = []
+    for epoch in (1, 2, 3):
+        batches.epoch = epoch
+        steps = list(batches)
+        assert len(steps) == len(batches) == 3 and all(len(step) == 3 for step in steps)  # the last image left out
+        assert all(e == epoch for step in steps for e, _ in step)
+        order = [i for step in steps for _, i in step]
+        assert len(set(order)) == 9 and set(order) <= set(range(10))
+        orders.append(order)
+    assert len({tuple(order) for order in orders}) == 3
+    batches.epoch = 2
+    assert [i for step in batches for _, i in step] == orders[1]  # an epoch's order is its own, asked again
+    with pytest.raises(ValueError, match="batch size 3 is not a multiple of 2 processes"):
+        EpochBatches(10, 3, seed=5, world_size=2)
+
+
 def test_cache_auto_decodes_in_memory_only_within_the_budget(pictures):
     needed = decoded_bytes(pictures, 40)
     assert 8 * 3 * 40 * 40 <= needed <= 8 * 3 * 40 * 50  # shorter side 40, longer 40 to 50
     assert cache_in_memory("auto", pictures, 40, budget_mb=1)  # about 0.05 MB decoded
     assert not cache_in_memory("auto", pictures, 4000, budget_mb=1)  # about 500 MB at 4000 px
     assert cache_in_memory(True, pictures, 4000, budget_mb=1) and not cache_in_memory(False, pictures, 40, budget_mb=1)
+
+
+def test_a_decoded_set_that_exactly_fills_the_budget_is_cached(tmp_path):
+    picture = tmp_path / "square.png"
+    Image.new("RGB", (1024, 1024)).save(picture)  # 3 x 1024 x 1024 bytes decoded: 3 MiB
+    assert decoded_bytes([picture], 1024) == 3 * 2**20
+    assert cache_in_memory("auto", [picture], 1024, budget_mb=3)
+    assert not cache_in_memory("auto", [picture, picture], 1024, budget_mb=5)
 
 
 def test_training_normalises_with_the_arithmetic_of_preprocess(pictures):
@@ -240,3 +284,34 @@ def test_bf16_is_chosen_where_the_cpu_computes_it_natively(flags, expected, monk
     assert train.use_bf16(auto, torch.device("cpu")) is expected
     assert train.use_bf16(Train.model_construct(precision="fp32"), torch.device("cpu")) is False
     assert train.use_bf16(Train.model_construct(precision="bf16"), torch.device("cpu")) is True
+
+
+def test_a_training_step_runs_the_forward_in_bf16_only_when_asked_and_the_loss_in_fp32():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
+    for bf16, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        optimizer = train.make_optimizer(model, Train(lr=0.1, weight_decay=0.5))
+        before = [p.detach().clone() for p in model.parameters()]
+        loss, logits = train.train_step(model, optimizer, x, y, bf16)
+        assert logits.dtype == dtype and not logits.requires_grad and not loss.requires_grad
+        assert loss.dtype == torch.float32 and loss.item() == F.cross_entropy(logits.float(), y).item()
+        assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # one update of every weight
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert {k: optimizer.param_groups[0][k] for k in ("lr", "weight_decay")} == {"lr": 0.1, "weight_decay": 0.5}
+
+
+def test_the_progress_bar_shows_in_a_terminal_only_outside_ci_and_in_the_first_rank(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.delenv("CI", raising=False)
+    assert not train.progress_bar([1], 1, "epoch 1/1", quiet=False).disable
+    assert train.progress_bar([1], 1, "epoch 1/1", quiet=True).disable  # a rank but the first
+    monkeypatch.setenv("CI", "true")
+    assert train.progress_bar([1], 1, "epoch 1/1", quiet=False).disable
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a file or a pipe
+    assert train.progress_bar([1], 1, "epoch 1/1", quiet=False).disable
