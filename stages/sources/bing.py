@@ -257,8 +257,7 @@ def download(session: requests.Session, url: str, path: Path, limits: DownloadLi
                     time.sleep(min(BACKOFF_S * 2**attempt, max(0.0, deadline - time.monotonic())))
                     continue  # closed unread: an endless error page costs nothing
                 if answer.status_code != 200:
-                    tried = f" after {limits.tries} tries" if answer.status_code in RETRY_STATUSES and limits.tries > 1 else ""
-                    raise Refused("fetch_failed", f"HTTP {answer.status_code}{tried}")
+                    raise Refused("fetch_failed", http_failure(answer.status_code, limits.tries))
                 save(answer, path, limits, deadline)
                 return "", "", now()
     except Refused as e:
@@ -298,6 +297,11 @@ def as_found(bird: BirdClass, result: dict, outcome: tuple[str, str, str], path:
     return Found(bird.slug, "bing", None, detail, reason or "fetch_failed", saved, result["file_url"], result["page_url"], when)
 
 
+def http_failure(status: int, tries: int) -> str:
+    """`HTTP 500 after 3 tries`: the tries named only where the status was retried."""
+    return f"HTTP {status}" + (f" after {tries} tries" if status in RETRY_STATUSES and tries > 1 else "")
+
+
 def describe_error(error: requests.RequestException, tries: int) -> str:
     reason = getattr(error.args[0], "reason", None) if error.args else None  # urllib3's MaxRetryError
     cause = reason or error
@@ -327,8 +331,7 @@ class RetryingSession(requests.Session):
             self.failures[url] = describe_error(e, self.tries)
             raise
         if response.status_code != 200:
-            tried = f" after {self.tries} tries" if response.status_code in RETRY_STATUSES and self.tries > 1 else ""
-            self.failures[url] = f"HTTP {response.status_code}{tried}"
+            self.failures[url] = http_failure(response.status_code, self.tries)
         return response
 
 
