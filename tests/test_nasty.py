@@ -81,9 +81,12 @@ def nasty_files() -> dict[str, tuple[bytes, str]]:
     }
 
 
+NASTY_LIMITS = dict(workers=2, decode_timeout_s=2, decode_memory_mb=100, min_side=32)
+
+
 def nasty_params() -> dict:
     params = tiny_params()
-    params["crawl"].update(workers=2, decode_timeout_s=2, decode_memory_mb=100, min_side=32)
+    params["crawl"].update(NASTY_LIMITS)
     return params
 
 
@@ -103,22 +106,32 @@ def check_every_file_accounted_for(project: Path, origin) -> None:
             img.load()
 
 
+def write_folder(project: Path, classes: dict[str, dict[str, bytes]]) -> None:
+    """project/mine/<class>/<file name>, with the bytes given."""
+    for slug, files in classes.items():
+        (project / "mine" / slug).mkdir(parents=True)
+        for name, data in files.items():
+            (project / "mine" / slug / name).write_bytes(data)
+
+
+def crawl_folder(project: Path, **crawl_params) -> subprocess.CompletedProcess:
+    """`python -m stages.crawl` on project/mine, with the tests' decoders."""
+    params = tiny_params()
+    params["crawl"].update(source="folder", folder={"path": "mine"}, **crawl_params)
+    params_file(project, params)
+    env = os.environ | {PLUGIN_ENV: str(NASTY_DECODERS), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "stages.crawl"], cwd=project, env=env, capture_output=True, text=True)
+
+
 def test_nasty_files_in_a_folder_are_each_rejected_and_the_stage_exits_0(tmp_path):
-    params = nasty_params()
-    slugs = [c["slug"] for c in params["classes"]]
-    for k, slug in enumerate(slugs):
-        (tmp_path / "mine" / slug).mkdir(parents=True)
-        for i in range(3 if slug != "myna" else 0):  # myna: the nasty files alone
-            (tmp_path / "mine" / slug / f"bird{i}.jpg").write_bytes(encode(picture(100 + 10 * k + i)))
-    for name, (data, _) in nasty_files().items():
-        (tmp_path / "mine/myna" / name).write_bytes(data)
+    slugs = [c["slug"] for c in tiny_params()["classes"]]
+    birds = {slug: {f"bird{i}.jpg": encode(picture(100 + 10 * k + i)) for i in range(3)} for k, slug in enumerate(slugs)}
+    birds["myna"] = {name: data for name, (data, _) in nasty_files().items()}  # myna: the nasty files alone
+    write_folder(tmp_path, birds)
     with open(tmp_path / "mine/reed_warbler/3gb.jpg", "wb") as f:
         f.truncate(3 * 2**30)  # sparse: 3 GiB that take no disk, and must never be read
-    params["crawl"].update(source="folder", folder={"path": "mine"})
-    params_file(tmp_path, params)
 
-    env = os.environ | {PLUGIN_ENV: str(NASTY_DECODERS), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "stages.crawl"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = crawl_folder(tmp_path, **NASTY_LIMITS)
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # Pillow's warnings and libtiff's messages went to the rejects, not onto the terminal
@@ -126,19 +139,6 @@ def test_nasty_files_in_a_folder_are_each_rejected_and_the_stage_exits_0(tmp_pat
     huge = [r for r in read_rejects(tmp_path / "data/crawl") if r["source"].endswith("3gb.jpg")]
     assert [(r["reason"], r["detail"]) for r in huge] == [("too_large", f"{3 * 2**30:,} bytes, over the cap of {50 * 2**20:,} (crawl.max_image_mb)")]
     assert "myna" in result.stdout and "timed_out" in result.stdout.splitlines()[1]
-
-
-def crawl_folder(project: Path, classes: dict[str, dict[str, bytes]], **crawl_params) -> subprocess.CompletedProcess:
-    """`python -m stages.crawl` on a folder of <class>/<file name>: bytes, with the tests' decoders."""
-    params = tiny_params()
-    params["crawl"].update(source="folder", folder={"path": "mine"}, **crawl_params)
-    for slug, files in classes.items():
-        (project / "mine" / slug).mkdir(parents=True)
-        for name, data in files.items():
-            (project / "mine" / slug / name).write_bytes(data)
-    params_file(project, params)
-    env = os.environ | {PLUGIN_ENV: str(NASTY_DECODERS), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "stages.crawl"], cwd=project, env=env, capture_output=True, text=True)
 
 
 def test_workers_that_die_as_the_crawl_ends_leave_nothing_on_stderr(tmp_path):
@@ -149,7 +149,8 @@ def test_workers_that_die_as_the_crawl_ends_leave_nothing_on_stderr(tmp_path):
              for k, slug in enumerate(["myna", "reed_warbler", "sunbird"])}
     birds["sunbird"] |= {f"z{i}.jpg": b"NASTY:exit\n" for i in range(4)}  # read last
     for attempt in range(3):
-        result = crawl_folder(tmp_path / str(attempt), birds, workers=2)
+        write_folder(tmp_path / str(attempt), birds)
+        result = crawl_folder(tmp_path / str(attempt), workers=2)
         assert (result.returncode, result.stderr) == (0, ""), attempt
         rejects = read_rejects(tmp_path / str(attempt) / "data/crawl")
         assert [r["detail"] for r in rejects] == ["the decoding process died (exit status 3)"] * 4
