@@ -5,8 +5,13 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import make_project, params_file, run, tiny_params
-from stages.tools.bench import batch_of_one, flops_per_image, openvino_summary, pipeline_models, table, take_turns
+from PIL import Image
+
+from birds_onnx.preprocess import PreprocessSpec
+from conftest import make_project, params_file, photo, run, tiny_params
+from stages.tools.bench import (
+    batch_of_one, combined_limit, decode_core_seconds, enlarged, flops_per_image, openvino_summary, pipeline_models, table, take_turns,
+)
 from stages.model import build_model
 from stages.params import load_params
 
@@ -37,6 +42,24 @@ def test_each_call_classifies_the_next_image_alone():
         call()
     assert [b.shape for b in seen] == [(1, 1, 1, 1)] * 4
     assert [float(b.item()) for b in seen] == [0, 1, 2, 0]
+
+
+@pytest.mark.parametrize("decode_s, model_img_per_s, threads, cores, limit", [
+    (0.002, 250.0, 2, 2, 2 / (0.002 + 2 / 250)),  # 2 ms decoding beside a 8 ms (2-core) model: 200 img/s
+    (0.0, 250.0, 2, 2, 250.0),  # free decoding: the model alone
+    (0.001, 100.0, 2, 16, 100.0),  # idle cores decode: never more than the model
+    (0.1, 1000.0, 2, 16, 20.0),  # slow decoding on 2 threads: never more than the decoders
+])
+def test_the_combined_limit_shares_the_cores_between_decoding_and_the_model(decode_s, model_img_per_s, threads, cores, limit):
+    assert combined_limit(decode_s, model_img_per_s, threads, cores) == pytest.approx(limit)
+
+
+def test_decoding_is_timed_on_photo_sized_pictures(tmp_path):
+    small = [photo(tmp_path / f"{i}.jpg", (120, 90), seed=i) for i in range(3)]
+    photos = enlarged(small, (1600, 1200))
+    assert [Image.open(p).size for p in photos] == [(1600, 1200)] * 3
+    spec = PreprocessSpec(resize=72, crop=64)
+    assert 0 < decode_core_seconds(small, spec) < decode_core_seconds(photos, spec)
 
 
 def test_pipeline_models_are_used_when_built(tmp_path, tiny_models, monkeypatch):
@@ -75,8 +98,14 @@ def test_bench_runs_in_a_fresh_clone(tmp_path):
         assert "bf16 OpenVINO MatMul" not in out and "so no speed-up over onnx is claimed" in out
     assert "fp32 OpenVINO MatMul" in out and "openvino-int8 reaches " in out
     throughput = out[out.index("throughput, img/s"):].splitlines()
-    assert "45 synthetic pictures" in throughput[0] and "12-image folder" in throughput[1]
-    assert [row.split(" | ")[0] for row in throughput[3:8]] == formats
+    assert "45 synthetic pictures" in throughput[0] and "photos: 12 pictures at 4032x3024" in throughput[0]
+    assert "core-ms per test image" in throughput[1] and "combined limit = " in throughput[1]
+    assert "| streaming, test images | combined limit | share | streaming, photos |" in throughput[2]
+    rows = [row.split(" | ") for row in throughput[4:9]]
+    assert [row[0] for row in rows] == formats
+    for row in rows:  # each share is the streaming figure over the limit beside it
+        for streamed, limit, share in (row[3:6], row[6:9]):
+            assert share.rstrip(" |") == f"{float(streamed) / float(limit):.0%}"
 
 
 def test_int8_profile_attributes_every_convolution_to_a_resnet_stage():
