@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from birds_onnx.errors import BirdsOnnxError
+from birds_onnx.errors import BirdsOnnxError, ModelError
 from birds_onnx.preprocess import PreprocessSpec
 
 # Keys of the model's metadata_props; values are JSON.
@@ -31,10 +31,6 @@ AUTO_ORDER = (
     "DmlExecutionProvider",
     "OpenVINOExecutionProvider",
 )
-
-
-class ModelError(BirdsOnnxError):
-    """A model file that is missing, broken or not one of ours."""
 
 
 class ProviderError(BirdsOnnxError):

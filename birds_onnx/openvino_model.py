@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from birds_onnx.errors import BirdsOnnxError
-from birds_onnx.onnx_model import META_CLASSES, META_PREPROCESS, ModelError
+from birds_onnx.errors import ModelError
+from birds_onnx.onnx_model import META_CLASSES, META_PREPROCESS
 from birds_onnx.preprocess import PreprocessSpec
 
 try:

@@ -16,10 +16,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stages.errors import run_stage
-from stages.atomic import write_json
-from stages.manifest import read_split
-from stages.params import load_params
+from stages.shared.errors import run_stage
+from stages.shared.atomic import write_json
+from stages.shared.paths import BASELINE_FILE
+from stages.shared.splits import read_split
+from stages.shared.params import load_params
 
 _BINS = 4  # histogram bins per channel: 4 x 4 x 4 = 64 colour cells
 
@@ -64,7 +65,7 @@ def main() -> None:
     seed = load_params(*PARAMS).seed
     train, test = ([(e.path, e.label) for e in read_split(name)] for name in ("train", "test"))
     scores = {kind: round(colour_baseline(train, test, kind, seed), 6) for kind in ("mean", "histogram")}
-    write_json("metrics/baseline.json", {"colour_only_accuracy": scores})
+    write_json(BASELINE_FILE, {"colour_only_accuracy": scores})
     print(f"baseline: colour alone scores {scores} on the test images")
 
 

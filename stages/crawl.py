@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import importlib
 
-from stages.atomic import atomic_dir, write_csv
-from stages.errors import run_stage
-from stages.manifest import CRAWL_DIR, MANIFEST_FIELDS, RAW_DIR, REJECT_FIELDS
-from stages.params import Params, load_params
+from stages.shared.atomic import atomic_dir, write_csv
+from stages.shared.errors import run_stage
+from stages.shared.paths import CRAWL_DIR, RAW_DIR
+from stages.sources.records import MANIFEST_FIELDS, REJECT_FIELDS
+from stages.shared.params import Params, load_params
 from stages.sources.cleaning import Cleaned, Limits, clean
 
 # the params that decide this stage's output, which dvc.yaml lists: the chosen source's own section only

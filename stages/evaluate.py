@@ -1,23 +1,19 @@
 """evaluate stage: every format on the test images, with the same preprocessing and threads.
 
     python -m stages.evaluate --epochs 20
-        -> metrics/evaluate/e20/accuracy.json   accuracy, per-class recall, agreement with pth, file size,
-                                                the precision each format computed in and what ran it
-                                                (ONNX Runtime's execution provider)
-        -> metrics/evaluate/e20/speed.json      the article's img/s, streaming img/s, model-only latency
-                                                and throughput, and the machine that measured them
-        -> metrics/evaluate/e20/training.csv    the training history of the evaluated model, per epoch
-        -> metrics/evaluate/e20/confusion/<format>.csv   (actual, predicted) rows for `dvc plots`
+        -> metrics/epochs/e20/evaluate/accuracy.json   accuracy, per-class recall, agreement with pth,
+                                    file size, the precision each format computed in and what ran it
+                                    (ONNX Runtime's execution provider)
+        -> metrics/epochs/e20/evaluate/speed.json      the article's img/s, streaming img/s, model-only
+                                    latency and throughput, and the machine that measured them
+        -> metrics/epochs/e20/evaluate/confusion/<format>.csv   (actual, predicted) rows for `dvc plots`
 
 Accuracy and speed live in separate files: timings differ on every run, accuracy must not.
-Every setting writes under metrics/evaluate/, the one folder the report stage depends on, so the
-report follows any number of settings without naming them.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import time
@@ -26,35 +22,18 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import recall_score
 
-from stages.atomic import write_csv, write_json
-from stages.errors import PipelineError, run_stage
-from stages.formats import load_classifier, model_path, precision, provider
-from stages.machine import MACHINE_FILE
-from stages.results import TRAINING_FIGURES, results_dir
-from stages.paths import metrics_dir
-from stages.manifest import read_split
-from stages.params import Evaluate, load_params
+from stages.shared.atomic import write_csv, write_json
+from stages.shared.errors import PipelineError, run_stage
+from stages.shared.formats import load_classifier, precision, provider
+from stages.shared.paths import model_path
+from stages.shared.paths import MACHINE_FILE, results_dir
+from stages.shared.splits import read_split
+from stages.shared.params import Evaluate, load_params
 from birds_onnx.preprocess import preprocess, preprocess_batch
 from birds_onnx.stream import classify_stream
 
 # the params this stage reads: dvc.yaml lists the same keys (not evaluate.min_agreement: the report stage's)
 PARAMS = tuple(f"evaluate.{key}" for key in ("formats", "threads", "passes", "warmup", "timed_runs", "batch_size", "required_img_per_s"))
-
-
-def training_history(epochs: int) -> list[dict]:
-    """The per-epoch history dvclive wrote while training this setting, one row per epoch:
-    epoch, train_loss, train_acc, test_acc, lr."""
-    folder = metrics_dir(epochs) / "train" / "plots" / "metrics"
-    rows: dict[int, dict] = {}
-    for figure in TRAINING_FIGURES:
-        path = folder / f"{figure}.tsv"
-        try:
-            with open(path, encoding="utf-8", newline="") as f:  # pragma: no mutate: dvclive's .tsv files hold ASCII numbers and \n line ends: every encoding and newline mode reads them alike
-                for row in csv.DictReader(f, delimiter="\t"):
-                    rows.setdefault(int(row["step"]), {"epoch": int(row["step"])})[figure] = row[figure]
-        except FileNotFoundError:
-            raise PipelineError(f"{path} not found: run train for {epochs} epochs first") from None
-    return [rows[e] for e in sorted(rows)]
 
 
 def measured_on() -> dict:
@@ -169,7 +148,6 @@ def main() -> None:
               f"{article:.2f} img/s (article's figure), {speed[fmt]['latency_ms_median']:.1f} ms median latency")
     write_json(out / "accuracy.json", accuracy)
     write_json(out / "speed.json", speed)
-    write_csv(out / "training.csv", training_history(args.epochs), ["epoch", *TRAINING_FIGURES])
 
 
 if __name__ == "__main__":

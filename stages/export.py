@@ -4,7 +4,7 @@ against PyTorch.
     python -m stages.export --epochs 20
         -> models/e20/model.onnx        fp32, dynamic batch, class names + preprocessing in metadata
         -> models/e20/model.int8.onnx   static QDQ int8 (per-channel weights), same metadata
-        -> metrics/e20/export.json      logit distance and top-1 agreement of each vs PyTorch, and
+        -> metrics/epochs/e20/export.json    logit distance and top-1 agreement of each vs PyTorch, and
                                         the calibration method kept for the int8 model and why
 
 The int8 model is always built, whatever evaluate.formats lists: it is a deployable product of
@@ -32,13 +32,14 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from stages.errors import run_stage
-from stages.atomic import atomic_path, write_json
-from stages.formats import TorchClassifier, load_classifier, model_path
-from stages.paths import metrics_dir
-from stages.manifest import Example, read_split
+from stages.shared.errors import run_stage
+from stages.shared.atomic import atomic_path, write_json
+from stages.shared.formats import TorchClassifier, load_classifier
+from stages.shared.paths import model_path
+from stages.shared.paths import export_file
+from stages.shared.splits import Example, read_split
 from birds_onnx.onnx_model import META_CLASSES, META_PREPROCESS, OnnxClassifier
-from stages.params import load_params
+from stages.shared.params import load_params
 from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
 CALIBRATION_METHODS = {
@@ -219,7 +220,7 @@ def main() -> None:
         report[fmt] = parity(reference, OnnxClassifier(path, threads)(test_batch))
         print(f"export: {path} ({path.stat().st_size / 1e6:.1f} MB), vs pth: {report[fmt]}")
     report["onnx-int8"]["calibration"] = kept
-    write_json(metrics_dir(args.epochs) / "export.json", report)
+    write_json(export_file(args.epochs), report)
 
 
 if __name__ == "__main__":

@@ -19,22 +19,10 @@ import os
 import platform
 from pathlib import Path
 
-from stages.atomic import write_json
-from stages.errors import run_stage
-
-MACHINE_FILE = Path("metrics/machine.json")
-
-
-def cpu_info() -> tuple[str, set[str]]:
-    """The CPU's model name and feature flags, from /proc/cpuinfo where there is one."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return platform.processor() or platform.machine(), set()
-    fields = dict(
-        (key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in text.splitlines()) if value
-    )
-    return fields.get("model name") or platform.processor() or platform.machine(), set(fields.get("flags", "").split())
+from stages.shared.atomic import write_json
+from stages.shared.errors import run_stage
+from stages.shared.cpu import cpu_has_bf16, cpu_info
+from stages.shared.paths import MACHINE_FILE
 
 
 def machine_id() -> str:
@@ -48,13 +36,13 @@ def machine_id() -> str:
 
 
 def describe() -> dict:
-    cpu, flags = cpu_info()
+    cpu, _ = cpu_info()
     return {
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
         "system": f"{platform.system()} {platform.machine()}",
         # what train.precision: auto picks on this CPU (stages/train.py uses bf16 where it is native)
-        "bf16_native": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "bf16_native": cpu_has_bf16(),
         "id": machine_id(),
     }
 

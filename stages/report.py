@@ -10,8 +10,8 @@ The recommendation, per setting: the fastest format by the article's figure (one
 time, end to end) that agrees with pth on at least evaluate.min_agreement of the test images and
 meets evaluate.required_img_per_s, as evaluate measured them on its machine; or none, and why.
 
-It reads metrics/evaluate/e<N>/ for each setting N of train.epochs (every evaluate@N writes
-there), so any number of settings works without naming them in dvc.yaml.
+It reads metrics/epochs/e<N>/ for each setting N of train.epochs (train@N's curves, evaluate@N's
+results), so any number of settings works without naming them in dvc.yaml.
 
 The headline files are what `dvc metrics show` prints: one row per setting and format, with the
 setting in the `epochs` column. Their paths hold the setting's position in train.epochs, not its
@@ -30,16 +30,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from birds_onnx.deploy import DEPLOY_FILE, RUNNABLE
-from stages.atomic import atomic_dir, atomic_path, write_json, write_text
-from stages.errors import PipelineError, run_stage
-from stages.params import load_params
-from stages.paths import model_dir
-from stages.results import SUMMARY_DIR, results_dir
-
-REPORT = Path("metrics/report.md")
-SPEED_CHART = Path("metrics/speed.png")
-TRAINING_CHART = Path("metrics/training.png")
+from birds_onnx.deploy import RUNNABLE
+from stages.shared.atomic import atomic_dir, atomic_path, write_json, write_text
+from stages.shared.errors import PipelineError, run_stage
+from stages.shared.params import load_params
+from stages.shared.paths import (
+    DEPLOY_FILE, REPORT, SPEED_CHART, SUMMARY_DIR, TRAINING_CHART, TRAINING_FIGURES, model_dir, results_dir, training_figure,
+)
 
 PARAMS = ("train.epochs", "evaluate.min_agreement")  # the params this stage reads: dvc.yaml lists the same keys
 
@@ -57,6 +54,21 @@ class Result:
         return list(self.accuracy)
 
 
+def training_history(epochs: int) -> list[dict]:
+    """The per-epoch curves dvclive wrote while training this setting, one row per epoch:
+    epoch, train_loss, train_acc, test_acc, lr."""
+    rows: dict[int, dict] = {}
+    for figure in TRAINING_FIGURES:
+        path = training_figure(epochs, figure)
+        try:
+            with open(path, encoding="utf-8", newline="") as f:  # pragma: no mutate: dvclive's .tsv files hold ASCII numbers and \n line ends: every encoding and newline mode reads them alike
+                for row in csv.DictReader(f, delimiter="\t"):
+                    rows.setdefault(int(row["step"]), {"epoch": float(row["step"])})[figure] = float(row[figure])
+        except FileNotFoundError:
+            raise PipelineError(f"{path} not found: run train for {epochs} epochs first") from None
+    return [rows[e] for e in sorted(rows)]
+
+
 def load_results(epochs: list[int]) -> list[Result]:
     results = []
     for e in epochs:
@@ -68,8 +80,7 @@ def load_results(epochs: list[int]) -> list[Result]:
             speed = json.loads((d / "speed.json").read_text(
                 encoding="utf-8",  # pragma: no mutate: ASCII only (numbers): any codec reads it
             ))
-            with open(d / "training.csv", encoding="utf-8", newline="") as f:  # pragma: no mutate: evaluate's CSV is ASCII numbers, \n line ends and no quoted line break: any codec and newline mode read it alike
-                training = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            training = training_history(e)
             with open(d / "confusion" / f"{next(iter(accuracy))}.csv", encoding="utf-8", newline="") as f:  # a row per test image
                 test_images = sum(1 for _ in csv.DictReader(f))
         except FileNotFoundError as err:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import PipelineError, run_stage
-from stages.manifest import RAW_DIR, SPLIT_DIR, Example, write_split
-from stages.params import load_params
+from stages.shared.errors import PipelineError, run_stage
+from stages.shared.paths import RAW_DIR, SPLIT_DIR
+from stages.shared.splits import Example, write_split
+from stages.shared.params import load_params
 
 PARAMS = ("seed", "classes", "split")  # the params this stage reads: dvc.yaml lists the same keys
 

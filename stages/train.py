@@ -1,16 +1,16 @@
 """train stage: fine-tune ResNet50 on the training split for a given number of epochs.
 
-    python -m stages.train --epochs 20   ->  models/e20/model.pth, metrics/e20/train/ (dvclive)
+    python -m stages.train --epochs 20   ->  models/e20/model.pth, metrics/epochs/e20/train/ (dvclive)
 
 The same params on the same machine give byte-identical weights and the same metrics: the
 initial weights, the data order and every crop and flip come from params.seed (per image, see
-stages/train_data.py), the thread count and the number of processes are fixed and torch runs
+stages/shared/train_data.py), the thread count and the number of processes are fixed and torch runs
 its deterministic kernels. Per epoch it logs train loss, train accuracy, test accuracy (fp32,
 as the evaluate stage measures it) and learning rate with dvclive (declared in dvc.yaml, plotted
 by `dvc plots show`), and shows a progress bar with loss and img/s in a terminal.
 
 With train.processes > 1 this command starts torchrun's launcher, which runs it again as that
-many data-parallel ranks (stages/distributed.py); rank 0 alone writes the logs and the model.
+many data-parallel ranks (stages/shared/distributed.py); rank 0 alone writes the logs and the model.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import contextlib
 import os
 import shutil
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +29,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
-from stages import distributed
-from stages.errors import run_stage
-from stages.manifest import read_split
-from stages.model import build_model, save_checkpoint
-from stages.params import ParamError, Params, Train, load_params
-from stages.paths import CHECKPOINT, metrics_dir, model_dir
-from stages.train_data import EpochBatches, Normalize, TrainingImages, cache_in_memory, make_loader
+from stages.shared import distributed
+from stages.shared.cpu import cpu_has_bf16
+from stages.shared.errors import run_stage
+from stages.shared.splits import read_split
+from stages.shared.model import build_model, save_checkpoint
+from stages.shared.params import ParamError, Params, Train, load_params
+from stages.shared.paths import CHECKPOINT, model_dir, training_dir
+from stages.shared.train_data import EpochBatches, Normalize, TrainingImages, cache_in_memory, make_loader
 
 # the params this stage reads: dvc.yaml lists the same keys (train.epochs comes as --epochs)
 PARAMS = (
@@ -44,15 +44,6 @@ PARAMS = (
     "train.min_crop_scale", "train.device", "train.precision", "train.compile", "train.threads", "train.processes",
     "train.workers", "train.cache_images", "train.cache_budget_mb",
 )
-
-
-def cpu_has_bf16() -> bool:
-    """bf16 is only faster where the CPU computes it natively (AMX or AVX512-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
 def pick_device(cfg: Train) -> torch.device:
@@ -174,7 +165,7 @@ def load_training_images(params: Params) -> TrainingImages:
     examples = read_split("train")
     paths = [e.path for e in examples]
     in_memory = cache_in_memory(cfg.cache_images, paths, params.preprocess.resize, cfg.cache_budget_mb)
-    return TrainingImages(paths, [classes.index(e.label) for e in examples], params.preprocess.spec,
+    return TrainingImages(paths, [classes.index(e.label) for e in examples], PreprocessSpec.from_dict(params.preprocess.model_dump()),
                           cfg.min_crop_scale, params.seed, in_memory)
 
 
@@ -226,12 +217,13 @@ def main() -> None:
         model.to(device)
         forward = DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None)
 
+    spec = PreprocessSpec.from_dict(params.preprocess.model_dump())
     data = load_training_images(params)
     batches = EpochBatches(len(data), cfg.batch_size, params.seed, rank, world)
     loader = make_loader(data, batches, cfg.workers,
                          pin_memory=device.type == "cuda",  # pragma: no mutate: pinned memory speeds up copies to a GPU only: on the CPU the same batches
     )
-    normalize = Normalize(params.preprocess.spec, device)
+    normalize = Normalize(spec, device)
     optimizer = make_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=args.epochs * len(batches), pct_start=0.15
@@ -242,9 +234,9 @@ def main() -> None:
               f"{'bf16' if bf16 else 'fp32'}, {'compiled' if cfg.compile else 'eager'}, "
               f"{torch.get_num_threads()} threads", flush=True)
 
-    with Live(str(metrics_dir(args.epochs) / "train"), dvcyaml=False, save_dvc_exp=False, report=None) \
+    with Live(str(training_dir(args.epochs)), dvcyaml=False, save_dvc_exp=False, report=None) \
             if rank == 0 else contextlib.nullcontext() as live:
-        log = EpochLog(live, model, tuple(t.to(device) for t in load_test_set(classes, params.preprocess.spec)), args.epochs) \
+        log = EpochLog(live, model, tuple(t.to(device) for t in load_test_set(classes, spec)), args.epochs) \
             if rank == 0 else None
         for epoch in range(1, args.epochs + 1):
             model.train()
@@ -264,7 +256,7 @@ def main() -> None:
                 log(epoch, loss_sum / seen, correct / seen, schedule.get_last_lr()[0], img_per_s)
 
     if rank == 0:
-        save_checkpoint(checkpoint, model, classes, params.preprocess.spec, epochs=args.epochs)
+        save_checkpoint(checkpoint, model, classes, spec, epochs=args.epochs)
         print(f"train: saved {checkpoint}")
 
 

@@ -321,7 +321,7 @@ def build_tiny_models(folder: Path) -> None:
     import torch
 
     from stages.export import export_onnx, metadata, quantize_int8
-    from stages.model import build_model, save_checkpoint
+    from stages.shared.model import build_model, save_checkpoint
     from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
     spec = PreprocessSpec(resize=72, crop=64)
@@ -339,7 +339,7 @@ def build_tiny_models(folder: Path) -> None:
 # the pipeline's: ResNet50's blocks, one per stage where ResNet50 has 3, 4, 6 and 3. The exporter
 # and the quantiser meet the same operators in a quarter of the nodes: exporting and quantising
 # it take 8 s where ResNet50 at the same 64 px takes 19 (and under `make mutate` each of export's
-# mutants runs the stage again). The stages build their network with stages.model.resnet50: while
+# mutants runs the stage again). The stages build their network with stages.shared.model.resnet50: while
 # these tests run, it builds this one.
 def stage_network(weights=None):
     from torchvision.models.resnet import Bottleneck, ResNet
@@ -350,7 +350,7 @@ def stage_network(weights=None):
 @contextmanager
 def stages_on_the_stage_network() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("stages.model.resnet50", stage_network)
+        mp.setattr("stages.shared.model.resnet50", stage_network)
         yield
 
 
@@ -370,9 +370,9 @@ def stage_project(tmp_path_factory) -> Path:
 
     import torch
 
-    from stages.manifest import Example, write_split
-    from stages.model import build_model, save_checkpoint
-    from stages.results import TRAINING_FIGURES
+    from stages.shared.splits import Example, write_split
+    from stages.shared.model import build_model, save_checkpoint
+    from stages.shared.paths import TRAINING_FIGURES
     from birds_onnx.preprocess import PreprocessSpec
 
     root = tmp_path_factory.mktemp("stages")
@@ -397,7 +397,7 @@ def stage_project(tmp_path_factory) -> Path:
     save_checkpoint(root / "models/e1/model.pth", model, TINY_CLASSES, PreprocessSpec(resize=72, crop=64), epochs=1)
     (root / "metrics").mkdir()
     (root / "metrics/machine.json").write_text(json.dumps({"cpu": "test CPU", "logical_cpus": 2, "id": "test"}))
-    history = root / "metrics/e1/train/plots/metrics"
+    history = root / "metrics/epochs/e1/train/plots/metrics"
     history.mkdir(parents=True)
     for figure in TRAINING_FIGURES:
         (history / f"{figure}.tsv").write_text(f"step\t{figure}\n1\t0.5\n")

@@ -35,7 +35,7 @@ class Recording:
     def install(self, patch) -> None:
         """`patch`: pytest's monkeypatch (or its MonkeyPatch.context())."""
         from stages import train
-        from stages.train_data import TrainingImages
+        from stages.shared.train_data import TrainingImages
 
         get_item, train_step = TrainingImages.__getitem__, train.train_step
 

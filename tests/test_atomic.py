@@ -1,6 +1,6 @@
 import pytest
 
-from stages.atomic import atomic_dir, atomic_path, write_json
+from stages.shared.atomic import atomic_dir, atomic_path, write_json
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

@@ -12,8 +12,8 @@ from conftest import make_project, params_file, photo, run, tiny_params
 from stages.tools.bench import (
     batch_of_one, combined_limit, decode_core_seconds, enlarged, flops_per_image, openvino_summary, pipeline_models, table, take_turns,
 )
-from stages.model import build_model
-from stages.params import load_params
+from stages.shared.model import build_model
+from stages.shared.params import load_params
 
 
 def test_resnet50_flops_match_the_published_count():

@@ -14,7 +14,7 @@ from conftest import params_file, tiny_params
 from fake_bing import Served, bomb_png, encode, picture
 from stages.sources import bing
 from stages.sources.cleaning import Found, clean
-from stages.params import BingFilters, BingSource, BirdClass, load_params
+from stages.shared.params import BingFilters, BingSource, BirdClass, load_params
 
 MYNA = BirdClass(slug="myna", keyword="ハッカチョウ")
 WARBLER = BirdClass(slug="reed_warbler", keyword="ヨシキリ")

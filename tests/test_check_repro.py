@@ -12,7 +12,7 @@ import yaml
 
 from conftest import ROOT, run, tiny_params
 from stages.tools.check_repro import adjust_params, compare, compare_with_lock, likely_cause, override
-from stages.params import ParamError, load_params
+from stages.shared.params import ParamError, load_params
 
 
 @pytest.mark.slow
@@ -29,16 +29,16 @@ def md5(text: str) -> str:
 
 def fake_run(root: Path, accuracy: str, speed: str) -> Path:
     """A project folder with a dvc.lock and the outputs it records (hashes as DVC computes them)."""
-    files = {"data/split/train.csv": "path,class\na.jpg,myna\n", "metrics/evaluate/e1/accuracy.json": accuracy,
-             "metrics/evaluate/e1/speed.json": speed}
+    files = {"data/split/train.csv": "path,class\na.jpg,myna\n", "metrics/epochs/e1/evaluate/accuracy.json": accuracy,
+             "metrics/epochs/e1/evaluate/speed.json": speed}
     for path, text in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
     lock = {"schema": "2.0", "stages": {
         "split": {"cmd": "python -m stages.split", "outs": [{"path": "data/split", "md5": "1.dir"}]},
         "evaluate@1": {"cmd": "python -m stages.evaluate --epochs 1", "outs": [
-            {"path": "metrics/evaluate/e1/accuracy.json", "md5": md5(accuracy)},
-            {"path": "metrics/evaluate/e1/speed.json", "md5": md5(speed)},
+            {"path": "metrics/epochs/e1/evaluate/accuracy.json", "md5": md5(accuracy)},
+            {"path": "metrics/epochs/e1/evaluate/speed.json", "md5": md5(speed)},
         ]},
     }}
     (root / "dvc.lock").write_text(yaml.safe_dump(lock))
@@ -51,7 +51,7 @@ def test_compare_reports_differing_outputs_but_not_timings(tmp_path):
     assert compare(first, same) == []
     other = fake_run(tmp_path / "run3", '{"accuracy": 0.9}\n', '{"img_per_s": 40}\n')
     [message] = compare(first, other)
-    assert message.startswith("metrics/evaluate/e1/accuracy.json differs between the runs")
+    assert message.startswith("metrics/epochs/e1/evaluate/accuracy.json differs between the runs")
     assert '-{"accuracy": 0.8}' in message and '+{"accuracy": 0.9}' in message
 
 
@@ -74,7 +74,7 @@ def accuracy_file(pth: float, int8: float) -> str:
 
 def locked_project(root: Path, model: str, accuracy: str, machine: dict) -> None:
     """Outputs of a run and the dvc.lock that records them: a model, an accuracy file, the machine."""
-    files = {"models/e20/model.pth": model, "metrics/evaluate/e20/accuracy.json": accuracy,
+    files = {"models/e20/model.pth": model, "metrics/epochs/e20/evaluate/accuracy.json": accuracy,
              "metrics/machine.json": json.dumps(machine)}
     for path, text in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def locked_project(root: Path, model: str, accuracy: str, machine: dict) -> None
         "train@20": {"cmd": "python -m stages.train --epochs 20", "outs": [{"path": "models/e20/model.pth", "md5": md5(model)}]},
         "machine": {"cmd": "python -m stages.machine", "outs": [{"path": "metrics/machine.json", "md5": md5(files["metrics/machine.json"])}]},
         "evaluate@20": {"cmd": "python -m stages.evaluate --epochs 20", "outs": [
-            {"path": "metrics/evaluate/e20/accuracy.json", "md5": md5(accuracy)}]},
+            {"path": "metrics/epochs/e20/evaluate/accuracy.json", "md5": md5(accuracy)}]},
     }}
     (root / "dvc.lock").write_text(yaml.safe_dump(lock))
     (root / "params.yaml").write_text("train:\n  precision: auto\n")
@@ -104,7 +104,7 @@ def test_against_the_lock_identical_outputs_pass_whatever_the_machine(tmp_path):
     commit_reference(tmp_path)
     locked_project(tmp_path, "weights", accuracy_file(0.4, 0.4), {"cpu": "another", "bf16_native": False, "id": "bbb"})
     identical, messages = compare_with_lock(tmp_path)
-    assert messages == [] and identical == ["metrics/evaluate/e20/accuracy.json", "models/e20/model.pth"]
+    assert messages == [] and identical == ["metrics/epochs/e20/evaluate/accuracy.json", "models/e20/model.pth"]
 
 
 def test_against_the_lock_names_differences_accuracy_deltas_and_the_precision_cause(tmp_path):
@@ -114,7 +114,7 @@ def test_against_the_lock_names_differences_accuracy_deltas_and_the_precision_ca
     identical, messages = compare_with_lock(tmp_path)
     assert identical == []
     assert messages[:3] == [
-        "metrics/evaluate/e20/accuracy.json: different",
+        "metrics/epochs/e20/evaluate/accuracy.json: different",
         "  e20 pth: accuracy 0.400 -> 0.500 (+0.100)",
         "  e20 onnx-int8: accuracy 0.400 -> 0.350 (-0.050)",
     ]
@@ -126,7 +126,7 @@ def test_likely_cause_follows_the_pipeline_order():
     fp32 = {"cpu": "x", "bf16_native": False}
     assert likely_cause(["data/raw", "models/e20/model.pth"], REFERENCE, fp32, "auto").startswith("the crawled data differs")
     assert likely_cause(["data/split", "models/e20/model.pth"], REFERENCE, fp32, "auto").startswith("the split differs")
-    assert likely_cause(["metrics/evaluate/e20/accuracy.json"], REFERENCE, fp32, "auto").startswith("the models are identical")
+    assert likely_cause(["metrics/epochs/e20/evaluate/accuracy.json"], REFERENCE, fp32, "auto").startswith("the models are identical")
     # a fixed precision trains alike on both CPUs: the CPU itself is the cause
     assert likely_cause(["models/e20/model.pth"], REFERENCE, fp32, "fp32").startswith("another CPU (x")
     assert likely_cause(["models/e20/model.pth"], REFERENCE, REFERENCE, "auto").startswith("training did not reproduce")

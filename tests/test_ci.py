@@ -2,7 +2,6 @@
 into the job summary, dvc plots diff as a folder), run on a real two-commit git+DVC repository;
 and the workflow file itself, checked by actionlint."""
 
-import os
 import shutil
 import sys
 from pathlib import Path

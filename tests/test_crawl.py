@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import NASTY_DECODERS, ROOT, params_file, tiny_params
 from fake_bing import Served, encode, picture
 from stages import crawl
-from stages.manifest import read_manifest, read_rejects
+from stages.sources.records import read_manifest, read_rejects
 from stages.sources.cleaning import PLUGIN_ENV, CrawlError, Found, Kept, Limits, decode_all, deduplicate, near_pairs
 from stages.sources.synthetic import synthesize
 

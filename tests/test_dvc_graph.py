@@ -4,7 +4,7 @@ Code: the import closure of the stage's module within this project (stages/, bir
 computed from the source, must equal the .py files the stage lists as deps, so that editing any
 module a stage runs makes `dvc status` report it, and editing one it does not run does not.
 Params: the keys the stage declares in its PARAMS (and nothing else can it read: see
-stages/params.py's DeclaredParams) must equal its params in dvc.yaml.
+stages/shared/params.py's DeclaredParams) must equal its params in dvc.yaml.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 from dvc.repo import Repo
 
 from conftest import ROOT
-from stages.params import resolve
+from stages.shared.params import resolve
 
 PACKAGES = ("stages", "birds_onnx")
 # Modules a stage imports by name at run time, chosen by a param (dvc.yaml templates the same choice).
@@ -106,5 +106,5 @@ def test_params_deps_are_the_keys_the_stage_reads(stage):
 def test_the_closure_follows_imports_through_packages():
     """The check above is not vacuous: it sees a stage's indirect imports and the runtime package."""
     closure = import_closure(["stages.evaluate"])
-    assert {"stages/evaluate.py", "stages/atomic.py", "stages/params.py", "birds_onnx/stream.py", "birds_onnx/errors.py"} <= closure
+    assert {"stages/evaluate.py", "stages/shared/atomic.py", "stages/shared/params.py", "birds_onnx/stream.py", "birds_onnx/errors.py"} <= closure
     assert "stages/train.py" not in closure and "birds_onnx/__init__.py" not in closure

@@ -8,12 +8,11 @@ from birds_onnx.errors import BirdsOnnxError
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess
 from conftest import photo
-from stages.atomic import write_json
-from stages.errors import PipelineError
+from stages.shared.atomic import write_json
+from stages.shared.errors import PipelineError
 from stages.evaluate import (article_img_per_s, measured_on, model_speed, predict_one_by_one, quality, streaming_img_per_s,
-                             timed_runs, training_history)
-from stages.params import Evaluate
-from stages.results import TRAINING_FIGURES
+                             timed_runs)
+from stages.shared.params import Evaluate
 
 
 def test_quality_counts_accuracy_recall_and_agreement():
@@ -105,21 +104,6 @@ def test_end_to_end_rates_are_images_over_the_wall_time(tmp_path, tiny_models, m
     broken.write_text("<html>")
     with pytest.raises(BirdsOnnxError, match="broken.jpg: not a readable image"):
         streaming_img_per_s(classifier, [*paths, broken], batch_size=2, workers=2)
-
-
-def test_training_history_joins_the_figures_by_epoch(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    folder = tmp_path / "metrics/e2/train/plots/metrics"
-    folder.mkdir(parents=True)
-    for k, figure in enumerate(TRAINING_FIGURES):
-        (folder / f"{figure}.tsv").write_text(f"step\t{figure}\n2\t{k}.2\n1\t{k}.1\n")  # any row order
-    assert training_history(2) == [
-        {"epoch": 1, "train_loss": "0.1", "train_acc": "1.1", "test_acc": "2.1", "lr": "3.1"},
-        {"epoch": 2, "train_loss": "0.2", "train_acc": "1.2", "test_acc": "2.2", "lr": "3.2"},
-    ]
-    (folder / "lr.tsv").unlink()
-    with pytest.raises(PipelineError, match=r"metrics/e2/train/plots/metrics/lr.tsv not found: run train for 2 epochs first"):
-        training_history(2)
 
 
 def test_the_measuring_machine_is_what_the_machine_stage_recorded(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from fake_bing import encode, picture
 from test_nasty import jpeg_with_bad_exif, unknown_dds
 from stages.sources import cleaning
 from stages.sources.cleaning import Cleaned, CrawlError, Found, Kept, Rejected, clean, examine_untrusted, perceptual_hash
-from stages.params import load_params
+from stages.shared.params import load_params
 from stages.sources.folder import find_images, read_folder, read_found
 
 

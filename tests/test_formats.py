@@ -11,8 +11,9 @@ import pytest
 from birds_onnx.onnx_model import OnnxClassifier, softmax
 from birds_onnx.openvino_model import OpenVinoClassifier
 from birds_onnx.preprocess import preprocess_batch
-from stages.formats import MODEL_FILES, TorchClassifier, load_classifier, model_path
-from stages.manifest import read_split
+from stages.shared.formats import TorchClassifier, load_classifier
+from stages.shared.paths import MODEL_FILES, model_path
+from stages.shared.splits import read_split
 
 pytestmark = pytest.mark.usefixtures("on_the_stage_network")  # the project's model.pth is of that network (conftest.py)
 

@@ -6,7 +6,7 @@ each image ends with its own reason in the rejects, and the crawl goes on."""
 import socket
 
 from fake_bing import Served, encode, picture
-from stages.params import BingSource, BirdClass
+from stages.shared.params import BingSource, BirdClass
 from stages.sources import bing
 from stages.sources.cleaning import clean
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from stages.params import ParamError
+from stages.shared.params import ParamError
 from stages.train import check_gpus_for_processes
 
 

@@ -10,10 +10,12 @@ import torch
 from conftest import TINY_CLASSES, photo
 from stages.export import (calibration_examples, first_that_agrees, held_out_examples, metadata, parity, quantize_checked,
                            quantize_int8, save_checked)
-from stages.formats import TorchClassifier, model_path
-from stages.manifest import Example
-from stages.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint
-from birds_onnx.onnx_model import META_CLASSES, ModelError, OnnxClassifier
+from stages.shared.formats import TorchClassifier
+from stages.shared.paths import model_path
+from stages.shared.splits import Example
+from stages.shared.model import WeightsUnavailable, build_model, imagenet_weights_path, load_checkpoint
+from birds_onnx.errors import ModelError
+from birds_onnx.onnx_model import META_CLASSES, OnnxClassifier
 from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
 CLASSES = TINY_CLASSES
@@ -102,7 +104,7 @@ def test_both_models_take_a_batch_of_images_and_give_logits(exported_models):
 def test_export_writes_its_outputs_and_nothing_else(exported, stage_project):
     def files(root):
         return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    assert files(exported) - files(stage_project) == {"models/e1/model.onnx", "models/e1/model.int8.onnx", "metrics/e1/export.json"}
+    assert files(exported) - files(stage_project) == {"models/e1/model.onnx", "models/e1/model.int8.onnx", "metrics/epochs/e1/export.json"}
 
 
 def test_exported_models_carry_no_paths_of_this_machine(exported_models):

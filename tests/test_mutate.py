@@ -37,8 +37,8 @@ def test_the_score_counts_hung_tests_as_caught_and_leaves_out_mutants_not_run():
 
 
 def test_a_mutant_runs_its_modules_unit_tests_only():
-    config = {"unit_tests": {"stages.params": ["tests/test_params.py"], "stages.sources.bing": ["tests/test_bing.py::test_c"]}}
-    assert unit_tests_of("stages.params.x_load_params__mutmut_2", config) == ["tests/test_params.py"]
+    config = {"unit_tests": {"stages.shared.params": ["tests/test_params.py"], "stages.sources.bing": ["tests/test_bing.py::test_c"]}}
+    assert unit_tests_of("stages.shared.params.x_load_params__mutmut_2", config) == ["tests/test_params.py"]
     assert unit_tests_of("stages.other.x_f__mutmut_1", config) is None  # a module not listed keeps every test
     assert is_in("tests/test_bing.py::test_c[1]", "tests/test_bing.py::test_c")  # a parametrised case
     assert not is_in("tests/test_bing.py::test_cache", "tests/test_bing.py::test_c")

@@ -8,12 +8,13 @@ import onnx
 import openvino as ov
 import pytest
 
-from birds_onnx.onnx_model import ModelError, OnnxClassifier, softmax
+from birds_onnx.errors import ModelError
+from birds_onnx.onnx_model import OnnxClassifier, softmax
 from birds_onnx.openvino_model import OpenVinoClassifier, native_bf16
 from birds_onnx.predict import main
 from birds_onnx.preprocess import preprocess_batch
 from conftest import TINY_CLASSES, photo
-from stages.formats import load_classifier, precision
+from stages.shared.formats import load_classifier, precision
 
 # What "auto" gives on the CPU running the tests: bf16 where it computes bf16 natively.
 NATIVE_BF16 = native_bf16(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))

@@ -4,8 +4,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from birds_onnx.preprocess import PreprocessSpec
 from conftest import params_file
-from stages.params import ParamError, error_message, load_params
+from stages.shared.params import ParamError, error_message, load_params
 
 PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -183,7 +184,7 @@ def test_a_declared_section_chosen_by_a_param_reads_that_section_only(tmp_path):
 
 
 def test_preprocessing_params_become_the_runtime_spec():
-    spec = load_params(path=PROJECT_PARAMS).preprocess.spec
+    spec = PreprocessSpec.from_dict(load_params(path=PROJECT_PARAMS).preprocess.model_dump())
     assert (spec.resize, spec.crop, spec.mean, spec.std) == (256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 

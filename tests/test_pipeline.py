@@ -39,7 +39,7 @@ def test_timings_come_from_the_machine_that_ran_the_pipeline(project):
     run(["dvc", "repro", "--force", "--single-item", "machine"], project)
     repro = run(["dvc", "repro", "evaluate@1"], project)
     assert "Running stage 'evaluate@1'" in repro.stdout
-    speed = json.loads((project / "metrics/evaluate/e1/speed.json").read_text())
+    speed = json.loads((project / "metrics/epochs/e1/evaluate/speed.json").read_text())
     assert speed["measured_on"]["id"] != "reference"
     assert "Stage 'train@1' didn't change" in repro.stdout  # only the timings are measured again
 
@@ -58,7 +58,7 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
         results = project / f"metrics/evaluate/e{epochs}"
         accuracy = json.loads((results / "accuracy.json").read_text())
         speed = json.loads((results / "speed.json").read_text())
-        export = json.loads((project / f"metrics/e{epochs}/export.json").read_text())
+        export = json.loads((project / f"metrics/epochs/e{epochs}/export.json").read_text())
         assert set(accuracy) == set(speed) - {"threads", "batch_size", "required_img_per_s", "measured_on"} == FORMATS
         assert set(export) == {"onnx", "onnx-int8"}
         calibration = export["onnx-int8"]["calibration"]  # tried in turn on the 9 training images not calibrated on
@@ -76,8 +76,8 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
         assert accuracy["onnx-int8"]["size_mb"] < 0.3 * accuracy["onnx"]["size_mb"]
         assert speed["onnx-int8"]["article_img_per_s"] > 0
         assert speed["measured_on"]["id"] == json.loads((project / "metrics/machine.json").read_text())["id"]
-        history = list(csv.DictReader((results / "training.csv").open()))
-        assert [int(r["epoch"]) for r in history] == list(range(1, epochs + 1))
+        history = list(csv.DictReader((project / f"metrics/epochs/e{epochs}/train/plots/metrics/test_acc.tsv").open(), delimiter="\t"))
+        assert [int(r["step"]) for r in history] == list(range(1, epochs + 1))
     report = (project / "metrics/report.md").read_text()
     assert all(f"| {fmt} |" in report for fmt in FORMATS)
     assert [line for line in report.splitlines() if line.startswith("## ")] == [f"## Trained for {e} epochs" for e in (1, 2, 3)]
@@ -110,15 +110,15 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
     print(table)
     assert max(len(line) for line in table.splitlines()) <= 120
     # the details are an explicit target away
-    detail = json.loads(run(["dvc", "metrics", "show", "--json", "metrics/e1/export.json"], project).stdout)
-    assert "onnx-int8" in next(iter(detail.values()))["data"]["metrics/e1/export.json"]["data"]
+    detail = json.loads(run(["dvc", "metrics", "show", "--json", "metrics/epochs/e1/export.json"], project).stdout)
+    assert "onnx-int8" in next(iter(detail.values()))["data"]["metrics/epochs/e1/export.json"]["data"]
 
     # plots: a confusion matrix per setting and format, every setting's training curves and the speeds as images
     plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
     assert not plots.get("errors"), plots["errors"]
     for epochs in (1, 2, 3):
         for fmt in FORMATS:
-            [confusion] = plots["data"][f"metrics/evaluate/e{epochs}/confusion/{fmt}.csv"]
+            [confusion] = plots["data"][f"metrics/epochs/e{epochs}/evaluate/confusion/{fmt}.csv"]
             assert len(confusion["content"]["data"]["values"]) == 6  # the tiny profile's test images
     assert {"metrics/training.png", "metrics/speed.png"} <= set(plots["data"])
 

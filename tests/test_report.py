@@ -11,16 +11,16 @@ from conftest import params_file, tiny_params
 
 from birds_onnx.deploy import NoRecommendation, recommended
 from stages import report
-from stages.errors import PipelineError
-from stages.report import load_results, plot_speeds, plot_training, recommend, render_markdown, write_summary
-from stages.results import results_dir
+from stages.shared.errors import PipelineError
+from stages.report import load_results, plot_speeds, plot_training, recommend, render_markdown, training_history, write_summary
+from stages.shared.paths import TRAINING_FIGURES, results_dir, training_figure
 
 MACHINE = {"cpu": "Test CPU", "logical_cpus": 2, "id": "abc123"}
 TEST_IMAGES = 45
 
 
 def write_results(root, epochs: int, img_per_s: dict[str, float], machine: dict = MACHINE, agrees: dict | None = None) -> None:
-    """What evaluate@epochs writes under metrics/evaluate/e<epochs>/; `agrees`: on how many of the
+    """What evaluate@epochs writes under metrics/epochs/e<epochs>/evaluate/; `agrees`: on how many of the
     45 test images a format agrees with pth (default all)."""
     agrees = agrees or {}
     accuracy = {f: {"accuracy": 0.9 - i / 10, "agreement_with_pth": round(agrees.get(f, TEST_IMAGES) / TEST_IMAGES, 6),
@@ -39,8 +39,11 @@ def write_results(root, epochs: int, img_per_s: dict[str, float], machine: dict 
         (folder / "confusion" / f"{fmt}.csv").write_text("actual,predicted\n" + "crow,crow\n" * TEST_IMAGES)
     (folder / "accuracy.json").write_text(json.dumps(accuracy, ensure_ascii=False), encoding="utf-8")  # as evaluate writes them
     (folder / "speed.json").write_text(json.dumps(speed, ensure_ascii=False), encoding="utf-8")
-    rows = "".join(f"{e},{2 / e},{e / epochs},{e / (2 * epochs)},0.001\n" for e in range(1, epochs + 1))
-    (folder / "training.csv").write_text("epoch,train_loss,train_acc,test_acc,lr\n" + rows)
+    curves = {"train_loss": lambda e: 2 / e, "train_acc": lambda e: e / epochs, "test_acc": lambda e: e / (2 * epochs), "lr": lambda e: 0.001}
+    for figure, value in curves.items():  # what train@epochs's dvclive wrote
+        path = root / training_figure(epochs, figure)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"step\t{figure}\n" + "".join(f"{e}\t{value(e)}\n" for e in range(1, epochs + 1)))
 
 
 RATES = {"pth": 4.0, "onnx": 8.0, "onnx-int8": 24.0}
@@ -114,7 +117,7 @@ def test_timings_from_two_machines_are_said_plainly(tmp_path, monkeypatch):
 def test_missing_setting_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path, 1, RATES)
-    with pytest.raises(PipelineError, match="e9/accuracy.json not found: run evaluate for 9 epochs first"):
+    with pytest.raises(PipelineError, match="e9/evaluate/accuracy.json not found: run evaluate for 9 epochs first"):
         load_results([1, 9])
 
 
@@ -375,3 +378,18 @@ def test_pth_can_be_the_recommendation_and_birds_predict_says_it_cannot_run_it(t
     with pytest.raises(NoRecommendation, match=r"for 3 epochs .*deploy.json recommends pth: 1.00x pth, agrees on 45/45, "
                                                r"6.0 img/s .*, which needs PyTorch: birds-predict does not run it"):
         recommended("models/e3")
+
+
+def test_training_history_joins_the_figures_by_epoch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "metrics/epochs/e2/train/plots/metrics"
+    folder.mkdir(parents=True)
+    for k, figure in enumerate(TRAINING_FIGURES):
+        (folder / f"{figure}.tsv").write_text(f"step\t{figure}\n2\t{k}.2\n1\t{k}.1\n")  # any row order
+    assert training_history(2) == [
+        {"epoch": 1, "train_loss": 0.1, "train_acc": 1.1, "test_acc": 2.1, "lr": 3.1},
+        {"epoch": 2, "train_loss": 0.2, "train_acc": 1.2, "test_acc": 2.2, "lr": 3.2},
+    ]
+    (folder / "lr.tsv").unlink()
+    with pytest.raises(PipelineError, match=r"metrics/epochs/e2/train/plots/metrics/lr.tsv not found: run train for 2 epochs first"):
+        training_history(2)

@@ -35,11 +35,11 @@ def weights(project: Path, epochs: int) -> bytes:
 
 
 def test_two_processes_train_a_model_that_export_and_evaluate_accept(clone_a):
-    accuracy = json.loads((clone_a / "metrics/evaluate/e2/accuracy.json").read_text())
+    accuracy = json.loads((clone_a / "metrics/epochs/e2/evaluate/accuracy.json").read_text())
     assert accuracy["onnx"]["agreement_with_pth"] == 1.0
-    assert json.loads((clone_a / "metrics/e2/export.json").read_text()).keys() == {"onnx", "onnx-int8"}
+    assert json.loads((clone_a / "metrics/epochs/e2/export.json").read_text()).keys() == {"onnx", "onnx-int8"}
     # training's last test accuracy is the evaluate stage's: both fp32, the same weights
-    logged = json.loads((clone_a / "metrics/e2/train/metrics.json").read_text())
+    logged = json.loads((clone_a / "metrics/epochs/e2/train/metrics.json").read_text())
     assert logged["test_acc"] == pytest.approx(accuracy["pth"]["accuracy"], abs=1e-6)  # evaluate rounds to 6 places
 
     first = weights(clone_a, 2)

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import params_file, tiny_params
 from stages import split
-from stages.manifest import Example, read_split
+from stages.shared.splits import Example, read_split
 from stages.split import SplitError, raw_examples, split_examples, spread
 
 CLASSES = [f"c{i}" for i in range(9)]

@@ -18,10 +18,10 @@ from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess_batch
 from stages import evaluate
 from stages.export import parity
-from stages.formats import TorchClassifier, load_classifier, model_path
-from stages.manifest import read_split
-from stages.params import load_params
-from stages.results import TRAINING_FIGURES
+from stages.shared.formats import TorchClassifier, load_classifier
+from stages.shared.paths import model_path
+from stages.shared.splits import read_split
+from stages.shared.params import load_params
 
 FORMATS = ["pth", "onnx", "onnx-int8"]
 pytestmark = pytest.mark.usefixtures("on_the_stage_network")  # the project's model.pth is of that network (conftest.py)
@@ -43,7 +43,7 @@ def test_int8_calibration_uses_the_training_images(exported, monkeypatch):
 
 def test_export_parity_compares_each_model_with_pytorch_on_the_test_images(exported, monkeypatch):
     monkeypatch.chdir(exported)
-    report = json.loads(Path("metrics/e1/export.json").read_text())
+    report = json.loads(Path("metrics/epochs/e1/export.json").read_text())
     threads = load_params("evaluate.threads").evaluate.threads  # as the stage reads it
     torch_model = TorchClassifier(Path("models/e1/model.pth"), threads)
     batch = preprocess_batch([e.path for e in read_split("test")], torch_model.spec)
@@ -85,7 +85,7 @@ def run_evaluate(project: Path, monkeypatch, required: float, article: float, ke
         monkeypatch.setattr(evaluate, name, stand_in)
     monkeypatch.setattr("sys.argv", ["evaluate", "--epochs", "1"])
     evaluate.main()
-    accuracy, speed = (json.loads(Path(f"metrics/evaluate/e1/{name}.json").read_text()) for name in ("accuracy", "speed"))
+    accuracy, speed = (json.loads(Path(f"metrics/epochs/e1/evaluate/{name}.json").read_text()) for name in ("accuracy", "speed"))
     return params["evaluate"], accuracy, speed, timed
 
 
@@ -107,7 +107,7 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
         assert accuracy[fmt]["size_mb"] == round(model_path(1, fmt).stat().st_size / 1e6, 2)
         assert accuracy[fmt]["precision"] == ("int8" if fmt == "onnx-int8" else "fp32")
         assert accuracy[fmt]["provider"] == ("torch CPU" if fmt == "pth" else "CPUExecutionProvider")  # the CPU's, always
-        with open(f"metrics/evaluate/e1/confusion/{fmt}.csv", newline="") as f:
+        with open(f"metrics/epochs/e1/evaluate/confusion/{fmt}.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         assert [r["actual"] for r in rows] == [e.label for e in test]
         assert [r["predicted"] for r in rows] == [TINY_CLASSES[p] for p in predictions[fmt]]
@@ -121,8 +121,7 @@ def test_evaluate_computes_accuracy_agreement_and_the_verdict_from_its_figures(c
         f"evaluate e1 {fmt}: accuracy {accuracy[fmt]['accuracy']:.3f}, {article:.2f} img/s (article's figure), "
         "1.2 ms median latency" for fmt in accuracy
     ]
-    with open("metrics/evaluate/e1/training.csv", newline="") as f:
-        assert list(csv.DictReader(f)) == [{"epoch": "1", **{figure: "0.5" for figure in TRAINING_FIGURES}}]
+    assert sorted(p.name for p in Path("metrics/epochs/e1/evaluate").iterdir()) == ["accuracy.json", "confusion", "speed.json"]
 
 
 def test_evaluate_times_each_formats_own_model_on_the_test_images_with_its_settings(converted, monkeypatch):

@@ -46,7 +46,7 @@ def test_a_mutant_runs_its_modules_unit_tests_those_rebuilding_a_fixture_for_it_
     conftest.mutant_tests(config, items, "stages.report.x_table__mutmut_7")
     assert items == []  # none of report's unit tests: mutmut counts the mutant as "no tests"
     items = [item("tests/test_model_export.py::test_reads_export", "exported"), item("tests/test_x.py::test_y")]
-    conftest.mutant_tests(config, items, "stages.paths.x_model_dir__mutmut_1")  # a module naming no unit tests keeps them all
+    conftest.mutant_tests(config, items, "stages.shared.paths.x_model_dir__mutmut_1")  # a module naming no unit tests keeps them all
     assert [i.nodeid for i in items] == ["tests/test_model_export.py::test_reads_export", "tests/test_x.py::test_y"]
 
 

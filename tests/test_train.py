@@ -24,12 +24,14 @@ from PIL import Image
 
 from birds_onnx.preprocess import PreprocessSpec, normalize
 from conftest import make_project, params_file, photo, run, tiny_params
-from stages.model import build_model
-from stages.params import ParamError, Train, load_params
-from stages import train
-from stages.train import compile_model, cpu_has_bf16, predict
+from stages.shared.model import build_model
+from stages.shared.params import ParamError, Train, load_params
+from stages import machine, train
+from stages.shared import cpu
+from stages.shared.cpu import cpu_has_bf16
+from stages.train import compile_model, predict
 from stages.tools.train_bench import loop_settings
-from stages.train_data import EpochBatches, Normalize, TrainingImages, cache_in_memory, decoded_bytes, make_loader
+from stages.shared.train_data import EpochBatches, Normalize, TrainingImages, cache_in_memory, decoded_bytes, make_loader
 
 METRICS = {"train_loss", "train_acc", "test_acc", "lr"}
 
@@ -69,7 +71,7 @@ def train_in_terminal(project: Path, epochs: int, env: dict) -> tuple[str, str]:
 
 
 def outputs(project: Path, epochs: int) -> dict[str, bytes]:
-    files = [project / f"models/e{epochs}/model.pth", *sorted((project / f"metrics/e{epochs}/train").rglob("*.*"))]
+    files = [project / f"models/e{epochs}/model.pth", *sorted((project / f"metrics/epochs/e{epochs}/train").rglob("*.*"))]
     return {p.relative_to(project).as_posix(): p.read_bytes() for p in files}
 
 
@@ -90,10 +92,10 @@ def test_same_params_give_identical_weights_and_metrics(project):
     assert "epoch 1/2" in terminal and "loss=" in terminal and "img_s=" in terminal
     assert "img_s=" not in ci_terminal
 
-    summary = json.loads(first["metrics/e2/train/metrics.json"])
+    summary = json.loads(first["metrics/epochs/e2/train/metrics.json"])
     assert set(summary) == METRICS | {"step"} and summary["step"] == 2
     for name in METRICS:
-        rows = first[f"metrics/e2/train/plots/metrics/{name}.tsv"].decode().splitlines()
+        rows = first[f"metrics/epochs/e2/train/plots/metrics/{name}.tsv"].decode().splitlines()
         assert rows[0] == f"step\t{name}" and [r.split("\t")[0] for r in rows[1:]] == ["1", "2"]
     checkpoint = torch.load(project / "models/e2/model.pth", weights_only=True)
     assert checkpoint["classes"] == ["myna", "reed_warbler", "sunbird"] and checkpoint["epochs"] == 2
@@ -278,8 +280,9 @@ def test_bf16_is_chosen_where_the_cpu_computes_it_natively(flags, expected, monk
     # README: train.precision auto trains in bf16 on AVX512-BF16 or AMX CPUs, in fp32 elsewhere
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    monkeypatch.setattr(train, "Path", lambda path: cpuinfo if path == "/proc/cpuinfo" else Path(path))
-    assert train.cpu_has_bf16() is expected
+    monkeypatch.setattr(cpu, "CPUINFO", cpuinfo)
+    assert cpu_has_bf16() is expected
+    assert machine.describe()["bf16_native"] is expected  # the machine stage says what training chose
     auto = Train.model_construct(precision="auto")
     assert train.use_bf16(auto, torch.device("cpu")) is expected
     assert train.use_bf16(Train.model_construct(precision="fp32"), torch.device("cpu")) is False

@@ -19,13 +19,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from birds_onnx.preprocess import preprocess_batch
+from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 from conftest import ROOT, built_for_every_test, params_file, photo, stages_on_the_stage_network, tiny_params
 from recorded_training import Recording
-from stages import distributed, train
-from stages.manifest import Example, read_split, write_split
-from stages.model import load_checkpoint
-from stages.params import load_params
+from stages import train
+from stages.shared import distributed
+from stages.shared.splits import Example, read_split, write_split
+from stages.shared.model import load_checkpoint
+from stages.shared.params import load_params
 
 EPOCHS = 3
 PEAK_LR = 0.01
@@ -96,7 +97,7 @@ def train_in_this_process(project: Path, epochs: int = EPOCHS) -> Recording:
 
 def logged(project: Path, name: str, epochs: int = EPOCHS) -> list[float]:
     """A metric's curve as dvclive wrote it, one value per epoch."""
-    rows = (project / f"metrics/e{epochs}/train/plots/metrics/{name}.tsv").read_text().splitlines()[1:]
+    rows = (project / f"metrics/epochs/e{epochs}/train/plots/metrics/{name}.tsv").read_text().splitlines()[1:]
     assert [int(r.split("\t")[0]) for r in rows] == list(range(1, epochs + 1))
     return [float(r.split("\t")[1]) for r in rows]
 
@@ -119,7 +120,7 @@ def one_cycle(step: int, total_steps: int, peak: float, warmup: float = 0.15) ->
 def accuracies(states: list[dict], x: torch.Tensor, labels: torch.Tensor, training_mode: bool = False) -> list[float]:
     """The test accuracy of each of `states` in fp32, in eval mode (or, to show they differ, in training mode)."""
     with stages_on_the_stage_network():
-        from stages.model import build_model
+        from stages.shared.model import build_model
 
         model = build_model(3)
     shares = []
@@ -199,7 +200,7 @@ def test_logged_test_accuracy_is_the_eval_mode_fp32_accuracy_of_each_epochs_weig
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)
         test = read_split("test")
-        spec = load_params("preprocess").preprocess.spec
+        spec = PreprocessSpec.from_dict(load_params("preprocess").preprocess.model_dump())
         classes = load_params("classes").slugs
     x = torch.from_numpy(preprocess_batch([project / e.path for e in test], spec))
     labels = torch.tensor([classes.index(e.label) for e in test])
@@ -253,7 +254,7 @@ def test_the_stage_prints_its_setting_each_epochs_figures_and_where_it_saved(tra
         figures = f"epoch {epoch}/3: loss {loss[epoch - 1]:.4f}  train acc {train_acc[epoch - 1]:.3f}  test acc {test_acc[epoch - 1]:.3f}  "
         assert line.startswith(figures) and line.endswith(" img/s") and float(line[len(figures):-6]) > 0, line
     assert lines[4:] == ["train: saved models/e3/model.pth"]
-    summary = json.loads((project / "metrics/e3/train/metrics.json").read_text())
+    summary = json.loads((project / "metrics/epochs/e3/train/metrics.json").read_text())
     assert summary == {"step": 3, "train_loss": loss[-1], "train_acc": train_acc[-1], "test_acc": test_acc[-1], "lr": logged(project, "lr")[-1]}
 
 
@@ -303,5 +304,5 @@ def test_every_step_runs_on_one_thread_with_deterministic_kernels_in_channels_la
     assert all(not s["bf16"] for s in recording.steps)  # train.precision: fp32
     # dvclive writes the curves and metrics.json only: no dvc.yaml of its own, no report, no experiment
     assert not (project / "dvc.yaml").exists() and not (project / "dvclive").exists()
-    written = sorted(p.relative_to(project / "metrics/e3/train").as_posix() for p in (project / "metrics/e3/train").rglob("*") if p.is_file())
+    written = sorted(p.relative_to(project / "metrics/epochs/e3/train").as_posix() for p in (project / "metrics/epochs/e3/train").rglob("*") if p.is_file())
     assert written == ["metrics.json"] + [f"plots/metrics/{name}.tsv" for name in ("lr", "test_acc", "train_acc", "train_loss")]

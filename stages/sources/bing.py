@@ -50,7 +50,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from stages.sources.cleaning import CrawlError, Found
-from stages.params import BirdClass, BingFilters, BingSource, Params
+from stages.shared.params import BirdClass, BingFilters, BingSource, Params
 
 PAGE_STEP = 20  # icrawler's Bing feeder asks for every 20th result (Bing answers up to 35 a page)
 BACKOFF_S = 0.5  # sleeps 0, 2x, 4x ... this between retries

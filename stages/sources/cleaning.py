@@ -42,7 +42,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from stages.errors import PipelineError
+from stages.shared.errors import PipelineError
 from stages.sources.sandbox import Died, TimedOut, run_isolated
 
 # Every reason an image is rejected, in the order the pipeline meets them.

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from stages.params import Params
+from stages.shared.params import Params
 from stages.sources.cleaning import CrawlError, Found
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from stages.params import Params
+from stages.shared.params import Params
 from stages.sources.cleaning import CrawlError, Found, process_context
 
 SPECIES: tuple[str, ...] = (

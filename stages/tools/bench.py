@@ -57,16 +57,18 @@ from PIL import Image
 from onnx import helper, numpy_helper
 from torch.utils.flop_counter import FlopCounterMode
 
-from stages.errors import run_stage
+from stages.shared.errors import run_stage
 from stages.evaluate import streaming_img_per_s, timed_runs
 from stages.export import export_onnx, metadata, quantize_int8
-from stages.formats import MODEL_FILES, load_classifier, model_path, precision
-from stages.paths import model_dir
-from stages.manifest import SPLIT_DIR, read_split
-from stages.model import build_model, save_checkpoint
+from stages.shared.formats import load_classifier, precision
+from stages.shared.paths import MODEL_FILES, model_path
+from stages.shared.paths import model_dir
+from stages.shared.paths import SPLIT_DIR
+from stages.shared.splits import read_split
+from stages.shared.model import build_model, save_checkpoint
 from birds_onnx.onnx_model import session_options
 from birds_onnx.openvino_model import RuntimeMissing
-from stages.params import Params, load_params
+from stages.shared.params import Params, load_params
 from birds_onnx.preprocess import PreprocessSpec, preprocess, preprocess_batch
 from stages.sources.synthetic import synthesize
 
@@ -223,9 +225,9 @@ def fresh_models(params: Params, images: np.ndarray, folder: Path) -> Path:
     torch.manual_seed(params.seed)
     model = build_model(len(params.slugs)).eval()
     files = {f: folder / name for f, name in MODEL_FILES.items()}
-    save_checkpoint(files["pth"], model, params.slugs, params.preprocess.spec)
-    export_onnx(model, params.slugs, params.preprocess.spec, params.export.opset, files["onnx"])
-    quantize_int8(files["onnx"], images, params.export.int8.methods[0], metadata(params.slugs, params.preprocess.spec), files["onnx-int8"])
+    save_checkpoint(files["pth"], model, params.slugs, PreprocessSpec.from_dict(params.preprocess.model_dump()))
+    export_onnx(model, params.slugs, PreprocessSpec.from_dict(params.preprocess.model_dump()), params.export.opset, files["onnx"])
+    quantize_int8(files["onnx"], images, params.export.int8.methods[0], metadata(params.slugs, PreprocessSpec.from_dict(params.preprocess.model_dump())), files["onnx-int8"])
     return folder
 
 
@@ -340,7 +342,7 @@ def main() -> None:
         folder = pipeline_models(params, args.epochs)
         if folder is None:
             source = "a freshly initialised ResNet50 (no pipeline models in models/eN), exported and quantised here"
-            folder = fresh_models(params, preprocess_batch(paths, params.preprocess.spec), tmp)
+            folder = fresh_models(params, preprocess_batch(paths, PreprocessSpec.from_dict(params.preprocess.model_dump())), tmp)
         else:
             source = f"the pipeline's {folder}/"
         classifiers, skipped = load_classifiers(folder, args.threads)

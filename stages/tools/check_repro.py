@@ -38,13 +38,13 @@ from pathlib import Path
 
 import yaml
 
-from stages.errors import PipelineError
-from stages.params import ParamError, load_params
+from stages.shared.errors import PipelineError
+from stages.shared.params import ParamError, load_params
 from stages.tools.profiles import tiny
 
 # Outputs that hold timings, which differ on every run, or name the machine: not compared.
-TIMINGS = ("metrics/evaluate/*/speed.json", "metrics/summary", "metrics/report.md", "metrics/*.png", "metrics/machine.json")
-ACCURACY = "metrics/evaluate/e*/accuracy.json"
+TIMINGS = ("metrics/epochs/*/evaluate/speed.json", "metrics/summary", "metrics/report.md", "metrics/*.png", "metrics/machine.json")
+ACCURACY = "metrics/epochs/e*/evaluate/accuracy.json"
 
 
 class CheckFailed(PipelineError):
@@ -157,7 +157,7 @@ def committed(project: Path, path: str) -> str | None:
 
 def accuracy_deltas(path: str, old: dict, new: dict) -> list[str]:
     """One line per format of an evaluate accuracy.json: committed accuracy -> this run's, and the change."""
-    setting = Path(path).parent.name
+    setting = Path(path).parent.parent.name  # metrics/epochs/e20/evaluate/accuracy.json -> e20
     return [
         f"  {setting} {fmt}: accuracy {old[fmt]['accuracy']:.3f} -> {new[fmt]['accuracy']:.3f} "
         f"({new[fmt]['accuracy'] - old[fmt]['accuracy']:+.3f})"

@@ -29,11 +29,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from birds_onnx.onnx_model import session_options
-from stages.errors import run_stage
-from stages.formats import load_classifier
-from stages.params import load_params
+from stages.shared.errors import run_stage
+from stages.shared.formats import load_classifier
+from stages.shared.params import load_params
+from stages.shared.paths import MODEL_FILES
 from stages.tools.bench import fresh_models, gemm_gflops, gemm_probes, pipeline_models, synthetic_images, take_turns
-from birds_onnx.preprocess import preprocess_batch
+from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
 STAGES = ("conv1+layer1", "layer2", "layer3", "layer4")
 OPTIONS = {  # session config entries tried on top of the pipeline's session options
@@ -110,12 +111,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = synthetic_images(params, params.export.int8.calibration_images, tmp)
-        folder = pipeline_models(params, args.epochs) or fresh_models(params, preprocess_batch(paths, params.preprocess.spec), tmp)
-        torch_model = load_classifier("pth", folder / "model.pth", args.threads)
+        folder = pipeline_models(params, args.epochs) or fresh_models(params, preprocess_batch(paths, PreprocessSpec.from_dict(params.preprocess.model_dump())), tmp)
+        torch_model = load_classifier("pth", folder / MODEL_FILES["pth"], args.threads)
         crop = torch_model.spec.crop
         image = preprocess_batch(paths[:1], torch_model.spec)
         flops = stage_flops(torch_model.model, crop)
-        model = folder / "model.int8.onnx"
+        model = folder / MODEL_FILES["onnx-int8"]
         probe = gemm_probes(args.threads)["int8 ONNX Runtime MatMulInteger"]
         peak = gemm_gflops(min(take_turns({"gemm": (probe, 1, 5)}, 1)["gemm"]))
         single = profile(model, 1, image, args.runs, {})

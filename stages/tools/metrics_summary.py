@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stages.errors import PipelineError, run_stage
+from stages.shared.errors import PipelineError, run_stage
 
 
 def dvc(*args: str) -> str:

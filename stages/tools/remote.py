@@ -19,7 +19,7 @@ import argparse
 import subprocess
 import sys
 
-from stages.errors import PipelineError, run_stage
+from stages.shared.errors import PipelineError, run_stage
 
 
 def check(name: str | None) -> str:

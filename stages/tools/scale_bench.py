@@ -29,8 +29,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-from stages.errors import PipelineError, run_stage
-from stages.params import PARAMS_FILE
+from stages.shared.errors import PipelineError, run_stage
+from stages.shared.params import PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_S = 0.05

@@ -48,15 +48,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch.nn.parallel import DistributedDataParallel
 
 from birds_onnx.preprocess import PreprocessSpec
-from stages import distributed
-from stages.errors import run_stage
+from stages.shared import distributed
+from stages.shared.errors import run_stage
 from stages.evaluate import timed_runs
-from stages.model import build_model
-from stages.params import PARAMS_FILE, Params, Train, load_params
+from stages.shared.model import build_model
+from stages.shared.params import PARAMS_FILE, Params, Train, load_params
 from stages.sources.synthetic import synthesize
 from stages.tools.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
-from stages.train import configure_torch, cpu_has_bf16, make_optimizer, prepare_model, train_step, use_bf16
-from stages.train_data import EpochBatches, Normalize, TrainingImages, make_loader
+from stages.shared.cpu import cpu_has_bf16
+from stages.train import configure_torch, make_optimizer, prepare_model, train_step, use_bf16
+from stages.shared.train_data import EpochBatches, Normalize, TrainingImages, make_loader
 
 GEMM_RUNS = 10
 
@@ -150,11 +151,11 @@ def measure_loop(params: Params, folder: Path, images: int, in_memory: bool, ste
         model.to(device)
         forward = DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None)
     paths = sorted(folder.glob("*.jpg"))[:images]
-    data = TrainingImages(paths, [i % len(params.classes) for i in range(len(paths))], params.preprocess.spec,
+    data = TrainingImages(paths, [i % len(params.classes) for i in range(len(paths))], PreprocessSpec.from_dict(params.preprocess.model_dump()),
                           cfg.min_crop_scale, params.seed, in_memory)
     batches = EpochBatches(len(data), cfg.batch_size, params.seed, rank, world)
     loader = make_loader(data, batches, cfg.workers, pin_memory=device.type == "cuda")
-    normalize, optimizer = Normalize(params.preprocess.spec, device), make_optimizer(model, cfg)
+    normalize, optimizer = Normalize(PreprocessSpec.from_dict(params.preprocess.model_dump()), device), make_optimizer(model, cfg)
     model.train()
     times, step = [], 0
     while step < warmup + steps:
@@ -294,7 +295,7 @@ def main() -> None:
         for name, timed_step in steps.items():
             times[name].append(timed_step())
     with tempfile.TemporaryDirectory() as folder:
-        input_rate = input_pipeline_img_per_s(draw_pictures(params, Path(folder), 2 * batch_size), params.preprocess.spec, params.train, batch_size)
+        input_rate = input_pipeline_img_per_s(draw_pictures(params, Path(folder), 2 * batch_size), PreprocessSpec.from_dict(params.preprocess.model_dump()), params.train, batch_size)
 
     roofline = {}
     if device.type == "cpu":

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from stages.errors import PipelineError
-from birds_onnx.onnx_model import ModelError
-from stages.atomic import atomic_path
+from stages.shared.errors import PipelineError
+from birds_onnx.errors import ModelError
+from stages.shared.atomic import atomic_path
 from birds_onnx.preprocess import PreprocessSpec
 
 IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2

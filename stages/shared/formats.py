@@ -7,31 +7,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.model import load_checkpoint
-from stages.paths import CHECKPOINT, model_dir
+from stages.shared.model import load_checkpoint
 from birds_onnx.onnx_model import OnnxClassifier
 
-# pth: PyTorch eager fp32; onnx: the same network in ONNX Runtime, fp32; onnx-int8: ONNX Runtime
-# with int8 weights and activations (static QDQ quantisation, calibrated on training images);
-# openvino, openvino-int8: the same two .onnx files run by OpenVINO, the fp32 one in bf16 where
-# the CPU computes bf16 natively (fp32 elsewhere).
-MODEL_FILES = {
-    "pth": CHECKPOINT,
-    "onnx": "model.onnx",
-    "onnx-int8": "model.int8.onnx",
-    "openvino": "model.onnx",
-    "openvino-int8": "model.int8.onnx",
-}
 # What each format computes in, where it cannot vary; OpenVINO's classifier reads it back from
 # the compiled model instead (bf16 or fp32 on the CPU at hand).
 PRECISION = {"pth": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
 # What runs each format, where the classifier does not say: ONNX Runtime's names its execution
 # provider (the CPU's: evaluate measures the CPU, and its record must not change with the machine).
 RUNS_ON = {"pth": "torch CPU", "openvino": "OpenVINO CPU", "openvino-int8": "OpenVINO CPU"}
-
-
-def model_path(epochs: int, fmt: str) -> Path:
-    return model_dir(epochs) / MODEL_FILES[fmt]
 
 
 class TorchClassifier:

@@ -1,4 +1,5 @@
 """Atomic writes: a reader sees the old file or the complete new one, never a half-written one.
+And the CSV reader every stage shares, whose errors name the file and what is wrong with it.
 
 Everything is written beside its destination (same file system) and renamed into place with
 os.replace, which is atomic on POSIX. A crash leaves at most a `*.tmp` sibling behind.
@@ -13,6 +14,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Iterator
+
+from stages.shared.errors import PipelineError
 
 
 @contextlib.contextmanager
@@ -77,3 +80,15 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def read_csv(path: Path, required: list[str]) -> list[dict]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
+            return list(reader)
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found: run the stage that writes it (dvc repro)") from None

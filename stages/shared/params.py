@@ -20,8 +20,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from birds_onnx.preprocess import PreprocessSpec
-from stages.errors import PipelineError
+from stages.shared.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -121,11 +120,6 @@ class Preprocess(Section):
         if self.resize < self.crop:
             raise ValueError(f"preprocess.resize ({self.resize}) must be >= preprocess.crop ({self.crop})")
         return self
-
-    @property
-    def spec(self) -> PreprocessSpec:
-        """The runtime's definition of preprocessing, which every format and the predictor use."""
-        return PreprocessSpec(self.resize, self.crop, tuple(self.mean), tuple(self.std))
 
 
 class Train(Section):

@@ -15,7 +15,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from stages.errors import PipelineError
+from stages.shared.errors import PipelineError
 
 
 class RankFailed(PipelineError):
