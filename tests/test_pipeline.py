@@ -55,7 +55,7 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
         assert (project / f"models/e{epochs}/model.pth").is_file()
         assert (project / f"models/e{epochs}/model.onnx").is_file()
         assert (project / f"models/e{epochs}/model.int8.onnx").is_file()
-        results = project / f"metrics/evaluate/e{epochs}"
+        results = project / f"metrics/epochs/e{epochs}/evaluate"
         accuracy = json.loads((results / "accuracy.json").read_text())
         speed = json.loads((results / "speed.json").read_text())
         export = json.loads((project / f"metrics/epochs/e{epochs}/export.json").read_text())
