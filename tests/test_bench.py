@@ -14,6 +14,7 @@ from stages.tools.bench import (
 )
 from stages.shared.model import build_model
 from stages.shared.params import load_params
+from stages.tools.roofline import GEMM_SIZE, fp32_peak, gemm_gflops, peak
 
 
 def test_resnet50_flops_match_the_published_count():
@@ -24,6 +25,14 @@ def test_resnet50_flops_match_the_published_count():
     at_224 = flops_per_image(model, 224)
     assert 8.0e9 < at_224 < 8.3e9
     assert 0.25 < flops_per_image(model, 112) / at_224 < 0.28
+
+
+def test_the_peak_of_a_precision_is_its_fastest_librarys_rate():
+    assert gemm_gflops(1.0) == 2 * GEMM_SIZE**3 / 1e9  # a multiply-add counts twice
+    peaks = {"fp32 torch.mm": 300.0, "fp32 ONNX Runtime MatMul": 350.0, "int8 ONNX Runtime MatMulInteger": 900.0,
+             "bf16 torch.mm": 500.0}
+    assert fp32_peak(peaks) == peak(peaks, "fp32") == 350.0
+    assert peak(peaks, "int8") == 900.0 and peak(peaks, "bf16") == 500.0
 
 
 def test_calls_take_turns_round_by_round():

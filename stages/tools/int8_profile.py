@@ -33,7 +33,8 @@ from stages.shared.errors import run_stage
 from stages.shared.formats import load_classifier
 from stages.shared.params import load_params
 from stages.shared.paths import MODEL_FILES
-from stages.tools.bench import fresh_models, gemm_gflops, gemm_probes, pipeline_models, synthetic_images, take_turns
+from stages.tools.bench import fresh_models, pipeline_models, synthetic_images, take_turns
+from stages.tools.roofline import gemm_gflops, gemm_probes
 from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
 STAGES = ("conv1+layer1", "layer2", "layer3", "layer4")

@@ -54,7 +54,7 @@ from stages.evaluate import timed_runs
 from stages.shared.model import build_model
 from stages.shared.params import PARAMS_FILE, Params, Train, load_params
 from stages.sources.synthetic import synthesize
-from stages.tools.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
+from stages.tools.roofline import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
 from stages.shared.cpu import cpu_has_bf16
 from stages.train import configure_torch, make_optimizer, prepare_model, train_step, use_bf16
 from stages.shared.train_data import EpochBatches, Normalize, TrainingImages, make_loader
