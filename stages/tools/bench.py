@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
 from stages.shared.errors import run_stage
@@ -197,38 +198,39 @@ def throughput(classifiers: dict, images: np.ndarray, test_paths: list[Path], fo
     return figures
 
 
+def markdown(rows: list[list[str]], headers: list[str], names: int = 1) -> str:
+    """A GitHub markdown table of cells already formatted: the first `names` columns left, the figures right."""
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True,
+                    colalign=["left"] * names + ["right"] * (len(headers) - names))
+
+
 def throughput_table(figures: dict[str, dict], seconds: dict[str, np.ndarray], decode: dict[str, float], threads: int, cores: int) -> str:
     """Per format: model-only speeds, then for the test images and the photos the streaming
     figure beside the combined limit of decoding and the model on `cores` cores."""
-    lines = [
-        f"| format | model-only batch 1 | model-only batch {THROUGHPUT_BATCH} "
-        "| streaming, test images | combined limit | share | streaming, photos | combined limit | share |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    headers = ["format", "model-only batch 1", f"model-only batch {THROUGHPUT_BATCH}", "streaming, test images",
+               "combined limit", "share", "streaming, photos", "combined limit", "share"]
+    rows = []
     for fmt, f in figures.items():
         row = [fmt, f"{1 / np.median(seconds[fmt]):.1f}", f"{f['batch 8']:.1f}"]
         for images in ("test", "folder"):
             limit = combined_limit(decode[images], f["batch 8"], threads, cores)
             row += [f"{f[images]:.1f}", f"{limit:.1f}", f"{f[images] / limit:.0%}"]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        rows.append(row)
+    return markdown(rows, headers)
 
 
 def table(seconds: dict[str, np.ndarray], precisions: dict[str, str], rooflines: dict[str, float]) -> str:
     """One row per format; `rooflines`: img/s per precision (fp32, int8, bf16 where measured)."""
     base, onnx = 1 / np.median(seconds["pth"]), 1 / np.median(seconds["onnx"])
-    lines = [
-        "| format | median ms | p90 ms | img/s | vs pth | vs onnx | of fp32 roofline | precision | of its precision's roofline |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    headers = ["format", "median ms", "p90 ms", "img/s", "vs pth", "vs onnx", "of fp32 roofline", "precision",
+               "of its precision's roofline"]
+    rows = []
     for fmt, s in seconds.items():
         img_per_s, ran_in = 1 / np.median(s), precisions[fmt]
         own = f"{img_per_s / rooflines[ran_in]:.0%}" if ran_in in rooflines else "-"
-        lines.append(
-            f"| {fmt} | {1000 * np.median(s):.1f} | {1000 * np.percentile(s, 90):.1f} | {img_per_s:.1f} "
-            f"| {img_per_s / base:.2f}x | {img_per_s / onnx:.2f}x | {img_per_s / rooflines['fp32']:.0%} | {ran_in} | {own} |"
-        )
-    return "\n".join(lines)
+        rows.append([fmt, f"{1000 * np.median(s):.1f}", f"{1000 * np.percentile(s, 90):.1f}", f"{img_per_s:.1f}",
+                     f"{img_per_s / base:.2f}x", f"{img_per_s / onnx:.2f}x", f"{img_per_s / rooflines['fp32']:.0%}", ran_in, own])
+    return markdown(rows, headers)
 
 
 def openvino_summary(seconds: dict[str, np.ndarray], precisions: dict[str, str], rooflines: dict[str, float]) -> list[str]:

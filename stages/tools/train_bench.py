@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
 from birds_onnx.preprocess import PreprocessSpec
@@ -172,15 +173,16 @@ def loop_benchmark(params: Params, images: list[int], steps: int, warmup: int) -
     print(f"\ntraining loop: batch {params.train.batch_size} (shared by the processes), {params.train.workers} loader workers "
           f"per process; median of {steps} steps after {warmup} warm-up; each setting a fresh process", flush=True)
     settings = loop_settings(params, images)
-    width = max(len(label) for label, _ in settings)
-    print(f"{'setting':<{width}}  {'img/s':>7}  {'peak MB':>8}  {'worker peak MB':>14}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         draw_pictures(params, Path(folder), max(images))
-        rates = {}
-        for label, setting in settings:
+        rates, rows = {}, []
+        for i, (label, setting) in enumerate(settings, 1):
             r = run_setting(Path(folder), setting, steps, warmup)
             rates[label] = r["img_per_s"]
-            print(f"{label:<{width}}  {r['img_per_s']:7.1f}  {r['rss_mb']:8.0f}  {r['worker_rss_mb']:14.0f}", flush=True)
+            rows.append([label, f"{r['img_per_s']:.1f}", f"{r['rss_mb']:.0f}", f"{r['worker_rss_mb']:.0f}"])
+            print(f"measured {i} of {len(settings)}: {label}", flush=True)
+    print(tabulate(rows, ["setting", "img/s", "peak MB", "worker peak MB"], tablefmt="plain", disable_numparse=True,
+                   colalign=("left", "right", "right", "right")))
     reference = rates[settings[0][0]]
     for label, _ in settings[1:]:
         print(f"{label}: {rates[label] / reference:.0%} of the first setting's img/s")
@@ -249,15 +251,15 @@ def main() -> None:
               + ("" if "bf16" in roofline else "; no bf16 peak: this CPU does not compute bf16 natively"))
         print(f"a training step does {flops / 1e9:.1f} GFLOP of matrix products per image, so the roofline is "
               + " and ".join(f"{rate:.1f} img/s in {p}" for p, rate in roofline.items()))
-    width = max(len(name) for name in settings)
-    print(f"{'setting':<{width}}  {'img/s':>7}  {'ms/step':>8}  {'first step s':>12}  {'of its roofline':>15}")
-    rates = {}
+    rates, rows = {}, []
     for name, cfg in settings.items():
         median = float(np.median(times[name]))
         rates[name] = batch_size / median
         limit = roofline.get("bf16" if use_bf16(cfg, device) else "fp32")
         share = f"{rates[name] / limit:.0%}" if limit else "-"
-        print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}  {share:>15}")
+        rows.append([name, f"{rates[name]:.1f}", f"{1000 * median:.0f}", f"{first[name]:.1f}", share])
+    print(tabulate(rows, ["setting", "img/s", "ms/step", "first step s", "of its roofline"], tablefmt="plain",
+                   disable_numparse=True, colalign=("left", "right", "right", "right", "right")))
     print(f"speed-up of the chosen setting: {rates[describe(chosen, device)] / rates[describe(baseline, device)]:.2f}x")
     print(f"input pipeline (random crop, flip, normalise): {input_rate:.0f} img/s")
     if not args.no_loop:
