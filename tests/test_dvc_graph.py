@@ -138,3 +138,13 @@ def test_every_crawl_source_is_a_package_whose_folder_holds_its_code(source):
     shared = import_closure(["stages.crawl"])
     own = {p for p in import_closure([f"stages.sources.{source}"]) - shared if p.startswith("stages/sources/")}
     assert own == {f.relative_to(ROOT).as_posix() for f in folder.rglob("*.py")}
+
+
+def test_a_folder_of_code_hashes_its_code_only():
+    """DVC hashes every file in a folder dep but those .dvcignore names: Python's bytecode caches
+    must be among them, or importing a source's modules (a test, another Python) would re-crawl."""
+    with Repo(str(ROOT)) as repo:
+        ignored = lambda path: repo.dvcignore.is_ignored(repo.fs, repo.fs.join(repo.root_dir, path))  # noqa: E731
+        assert ignored("stages/sources/synthetic/__pycache__/bird.cpython-311.pyc")
+        assert ignored("stages/sources/synthetic/__pycache__")
+        assert not ignored("stages/sources/synthetic/bird.py")
