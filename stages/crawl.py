@@ -5,8 +5,8 @@
 
 crawl.source picks where images come from: `synthetic` draws them (offline, deterministic), `bing`
 searches Bing for each class's keyword with icrawler (as the article did), `folder` reads your own
-<class>/<images>. Each source is a module of stages/sources with a find_images(params), imported by
-name, so the stage's code is only the chosen source's (dvc.yaml depends on that one file). Every
+<class>/<images>. Each source is a package of stages/sources with a find_images(params), imported by
+name, so the stage's code is only the chosen source's (dvc.yaml depends on that one folder). Every
 source goes through the same cleaning (stages/sources/cleaning.py); the stage prints what it found,
 kept and rejected per class. Both folders are built aside and swapped in whole at the end, and DVC
 keeps them while the stage runs (persist), so a crawl that fails leaves the previous ones as they were.

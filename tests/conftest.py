@@ -117,6 +117,7 @@ def make_project(dest: Path, params: dict) -> Path:
     params_file(dest, params)
     run(["git", "init", "-q"], dest)
     run(["dvc", "init", "-q"], dest)
+    shutil.copy(ROOT / ".dvcignore", dest)  # as here: a crawl source's folder dep leaves out __pycache__
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "pipeline"], dest)
     return dest

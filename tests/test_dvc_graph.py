@@ -1,8 +1,9 @@
 """dvc.yaml tells the truth: each stage depends on exactly the code it runs and the params it reads.
 
 Code: the import closure of the stage's module within this project (stages/, birds_onnx/),
-computed from the source, must equal the .py files the stage lists as deps, so that editing any
-module a stage runs makes `dvc status` report it, and editing one it does not run does not.
+computed from the source, must equal the .py files the stage lists as deps (a folder of code
+counts as the .py files in it), so that editing any module a stage runs makes `dvc status` report
+it, and editing one it does not run does not.
 Params: the keys the stage declares in its PARAMS (and nothing else can it read: see
 stages/shared/params.py's DeclaredParams) must equal its params in dvc.yaml.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -19,11 +21,12 @@ import yaml
 from dvc.repo import Repo
 
 from conftest import ROOT
-from stages.shared.params import resolve
+from stages.shared.params import Crawl, resolve
 
 PACKAGES = ("stages", "birds_onnx")
 # Modules a stage imports by name at run time, chosen by a param (dvc.yaml templates the same choice).
 IMPORTED_BY_PARAM = {"crawl": lambda params: [f"stages.sources.{params['crawl']['source']}"]}
+SOURCES = typing.get_args(Crawl.model_fields["source"].annotation)
 
 
 def module_file(module: str) -> Path | None:
@@ -67,6 +70,21 @@ def import_closure(modules: list[str]) -> set[str]:
     return {p.relative_to(ROOT).as_posix() for p in seen if p.name != "__init__.py" or has_code(p)}
 
 
+def listed_code(stage) -> set[str]:
+    """The .py files a stage depends on: its .py deps, and those in its deps that are folders of code."""
+    found = set()
+    for dep in stage.deps:
+        path = str(dep.def_path)
+        if hasattr(dep, "params"):
+            continue
+        if path.endswith(".py"):
+            found.add(path)
+        elif path.split("/")[0] in PACKAGES:
+            found |= {f.relative_to(ROOT).as_posix() for f in (ROOT / path).rglob("*.py")
+                      if f.name != "__init__.py" or has_code(f)}
+    return found
+
+
 def stages() -> list:
     with Repo(str(ROOT)) as repo:
         return list(repo.index.stages)
@@ -86,7 +104,7 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
 def test_code_deps_are_the_import_closure(stage):
     module = stage_module(stage)
     runs = [module] + IMPORTED_BY_PARAM.get(stage.name.split("@")[0], lambda p: [])(PARAMS)
-    listed = {d.def_path for d in stage.deps if str(d.def_path).endswith(".py")}
+    listed = listed_code(stage)
     expected = import_closure(runs)
     assert sorted(expected - listed) == [], f"{stage.addressing} runs these files but does not depend on them"
     assert sorted(listed - expected) == [], f"{stage.addressing} depends on these files but does not run them"
@@ -108,3 +126,25 @@ def test_the_closure_follows_imports_through_packages():
     closure = import_closure(["stages.evaluate"])
     assert {"stages/evaluate.py", "stages/shared/atomic.py", "stages/shared/params.py", "birds_onnx/stream.py", "birds_onnx/errors.py"} <= closure
     assert "stages/train.py" not in closure and "birds_onnx/__init__.py" not in closure
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_crawl_source_is_a_package_whose_folder_holds_its_code(source):
+    """dvc.yaml names the chosen source's code by one template, stages/sources/${crawl.source}: a
+    folder for every source (DVC cannot pick a file for one and a folder for another), holding the
+    whole import closure of the source within stages/sources/ other than the modules every source shares."""
+    folder = ROOT / "stages" / "sources" / source
+    assert (folder / "__init__.py").is_file()
+    shared = import_closure(["stages.crawl"])
+    own = {p for p in import_closure([f"stages.sources.{source}"]) - shared if p.startswith("stages/sources/")}
+    assert own == {f.relative_to(ROOT).as_posix() for f in folder.rglob("*.py")}
+
+
+def test_a_folder_of_code_hashes_its_code_only():
+    """DVC hashes every file in a folder dep but those .dvcignore names: Python's bytecode caches
+    must be among them, or importing a source's modules (a test, another Python) would re-crawl."""
+    with Repo(str(ROOT)) as repo:
+        ignored = lambda path: repo.dvcignore.is_ignored(repo.fs, repo.fs.join(repo.root_dir, path))  # noqa: E731
+        assert ignored("stages/sources/synthetic/__pycache__/bird.cpython-311.pyc")
+        assert ignored("stages/sources/synthetic/__pycache__")
+        assert not ignored("stages/sources/synthetic/bird.py")

@@ -290,7 +290,7 @@ def test_summary_counts_every_class_and_only_the_reasons_that_occurred():
         ["myna", "0", "0", "0", "0"],
         ["total", "5", "2", "1", "2"],
     ]
-    assert table.splitlines()[1] == "crow       3     2       1          0"  # names left, figures right
+    assert table.splitlines()[1] == "crow           3       2         1            0"  # names left, figures right
 
 
 def test_an_image_over_the_byte_cap_is_rejected_before_any_worker_reads_it(tmp_path):

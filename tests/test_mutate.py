@@ -49,7 +49,9 @@ def test_a_mutant_runs_its_modules_unit_tests_only():
 def test_every_mutated_module_names_unit_tests_that_exist():
     mutated = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
     config = mutate_config(ROOT / "pyproject.toml")
-    assert sorted(config["unit_tests"]) == sorted(path.removesuffix(".py").replace("/", ".") for path in mutated)
+    # a package's code in its __init__.py is mutated as the package (stages/sources/bing/__init__.py: stages.sources.bing)
+    modules = (path.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for path in mutated)
+    assert sorted(config["unit_tests"]) == sorted(modules)
     for tests in config["unit_tests"].values():
         for test in tests:
             file, _, name = test.partition("::")

@@ -41,6 +41,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from tabulate import tabulate
 
 from stages.shared.errors import PipelineError
 from stages.sources.sandbox import Died, TimedOut, run_isolated
@@ -150,12 +151,7 @@ class Cleaned:
         rows = [[c, self.found[c], kept[c], *(rejected[c, r] for r in reasons)] for c in classes]
         totals = (sum(rejected[c, r] for c in classes) for r in reasons)
         rows.append(["total", sum(self.found.values()), len(self.kept), *totals])
-        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-        lines = [
-            "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-            for row in [header, *rows]
-        ]
-        return "\n".join(lines)
+        return tabulate(rows, header, tablefmt="plain", colalign=("left", *["right"] * (len(header) - 1)))
 
 
 def clean(found: Iterable[Found], dest: Path, min_side: int, near_duplicate_distance: int, limits: Limits = Limits()) -> Cleaned:

@@ -17,9 +17,9 @@ Protocol:
   across formats and GEMM probes, so a burst of load from other processes falls on all alike;
 - figures: median and p90 latency of all timed runs; img/s = 1 / median latency; the ratio of
   each format's img/s to PyTorch eager's;
-- roofline: the fp32 GEMM peak (GFLOP/s of 2048 x 2048 matrix products in torch, ONNX Runtime
-  and OpenVINO, the fastest; each the fastest of 2 runs per round, as load can only slow a run
-  down) divided by the model's FLOPs per image at the crop size (counted by torch's
+- roofline: the fp32 GEMM peak (stages/tools/roofline.py: GFLOP/s of 2048 x 2048 matrix products
+  in torch, ONNX Runtime and OpenVINO, the fastest; each the fastest of 2 runs per round, as load
+  can only slow a run down) divided by the model's FLOPs per image at the crop size (counted by torch's
   FlopCounterMode) is the most img/s any fp32 implementation could reach here. int8 and bf16
   arithmetic are not bound by it (they exceed 100%): int8's own roofline comes from ONNX Runtime's
   uint8 x int8 GEMM peak, bf16's (on a CPU that computes bf16 natively, where the openvino format
@@ -51,10 +51,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from PIL import Image
-from onnx import helper, numpy_helper
+from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
 from stages.shared.errors import run_stage
@@ -66,84 +65,15 @@ from stages.shared.paths import model_dir
 from stages.shared.paths import SPLIT_DIR
 from stages.shared.splits import read_split
 from stages.shared.model import build_model, save_checkpoint
-from birds_onnx.onnx_model import session_options
 from birds_onnx.openvino_model import RuntimeMissing
 from stages.shared.params import Params, load_params
 from birds_onnx.preprocess import PreprocessSpec, preprocess, preprocess_batch
 from stages.sources.synthetic import synthesize
+from stages.tools.roofline import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes, openvino_gemm_probes, peak
 
-GEMM_SIZE = 2048  # large enough for every library's kernel to run at full speed
 GEMM_RUNS_PER_ROUND = 2
 THROUGHPUT_BATCH = 8  # the batch the streaming predictor runs by default
 PHOTO_SIZE = (4032, 3024)  # a 12-megapixel phone photo, what a user's folder holds
-
-
-def ort_gemm(op: str, a: np.ndarray, b: np.ndarray, out: np.dtype, threads: int):
-    """A call computing `op` (MatMul, MatMulInteger) of `a` by the constant `b` in ONNX Runtime."""
-    graph = helper.make_graph(
-        [helper.make_node(op, ["a", "b"], ["c"])], "gemm",
-        [helper.make_tensor_value_info("a", helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)],
-        [helper.make_tensor_value_info("c", helper.np_dtype_to_tensor_dtype(out), a.shape[:1] + b.shape[1:])],
-        [numpy_helper.from_array(b, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    session = ort.InferenceSession(model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, {"a": a})
-
-
-def gemm_probes(threads: int) -> dict[str, Callable]:
-    """Square matrix products with `threads` threads: fp32 through both libraries, as each is
-    fastest on some CPUs; int8 (uint8 x int8 -> int32, the kernel of QLinearConv) through ORT."""
-    n, rng = GEMM_SIZE, np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    a8, b8 = rng.integers(0, 256, (n, n), dtype=np.uint8), rng.integers(-128, 128, (n, n), dtype=np.int8)
-    torch.set_num_threads(threads)
-    return {
-        "fp32 torch.mm": lambda: torch.mm(torch.from_numpy(a), torch.from_numpy(b)),
-        "fp32 ONNX Runtime MatMul": ort_gemm("MatMul", a, b, np.dtype(np.float32), threads),
-        "int8 ONNX Runtime MatMulInteger": ort_gemm("MatMulInteger", a8, b8, np.dtype(np.int32), threads),
-    }
-
-
-def openvino_gemm(b: np.ndarray, precision: str, threads: int) -> Callable:
-    """A call computing a float32 `b`-shaped input by the constant `b` in OpenVINO, as it runs the
-    openvino format: `threads` threads, one stream, in `precision` (fp32, bf16) where native."""
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    from birds_onnx.openvino_model import compile_options
-
-    a = ops.parameter(list(b.shape), ov.Type.f32, name="a")
-    model = ov.Model([ops.matmul(a, ops.constant(b), False, False)], [a], "gemm")
-    request = ov.Core().compile_model(model, "CPU", compile_options(threads, precision)).create_infer_request()
-    return lambda: request.infer({0: b}, share_inputs=True)
-
-
-def openvino_gemm_probes(threads: int, bf16: bool) -> dict[str, Callable]:
-    """OpenVINO's fp32 product beside the other libraries'; with `bf16` (a CPU computing bf16
-    natively), bf16 products in torch and in OpenVINO, for the bf16 roofline."""
-    b = np.random.default_rng(1).standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)
-    probes = {"fp32 OpenVINO MatMul": openvino_gemm(b, "fp32", threads)}
-    if bf16:
-        a16, b16 = (torch.from_numpy(b).to(torch.bfloat16) for _ in range(2))
-        probes["bf16 torch.mm"] = lambda: torch.mm(a16, b16)
-        probes["bf16 OpenVINO MatMul"] = openvino_gemm(b, "bf16", threads)
-    return probes
-
-
-def gemm_gflops(seconds: float) -> float:
-    """GFLOP/s of one GEMM_SIZE x GEMM_SIZE product that took `seconds`."""
-    return 2 * GEMM_SIZE**3 / seconds / 1e9
-
-
-def fp32_peak(peaks: dict[str, float]) -> float:
-    """The fastest fp32 library's peak: each is fastest on some CPUs."""
-    return peak(peaks, "fp32")
-
-
-def peak(peaks: dict[str, float], precision: str) -> float:
-    """The fastest library's peak for `precision` (the probes' names start with it)."""
-    return max(rate for name, rate in peaks.items() if name.startswith(precision + " "))
 
 
 def load_classifiers(folder: Path, threads: int) -> tuple[dict, list[str]]:
@@ -268,38 +198,39 @@ def throughput(classifiers: dict, images: np.ndarray, test_paths: list[Path], fo
     return figures
 
 
+def markdown(rows: list[list[str]], headers: list[str], names: int = 1) -> str:
+    """A GitHub markdown table of cells already formatted: the first `names` columns left, the figures right."""
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True,
+                    colalign=["left"] * names + ["right"] * (len(headers) - names))
+
+
 def throughput_table(figures: dict[str, dict], seconds: dict[str, np.ndarray], decode: dict[str, float], threads: int, cores: int) -> str:
     """Per format: model-only speeds, then for the test images and the photos the streaming
     figure beside the combined limit of decoding and the model on `cores` cores."""
-    lines = [
-        f"| format | model-only batch 1 | model-only batch {THROUGHPUT_BATCH} "
-        "| streaming, test images | combined limit | share | streaming, photos | combined limit | share |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    headers = ["format", "model-only batch 1", f"model-only batch {THROUGHPUT_BATCH}", "streaming, test images",
+               "combined limit", "share", "streaming, photos", "combined limit", "share"]
+    rows = []
     for fmt, f in figures.items():
         row = [fmt, f"{1 / np.median(seconds[fmt]):.1f}", f"{f['batch 8']:.1f}"]
         for images in ("test", "folder"):
             limit = combined_limit(decode[images], f["batch 8"], threads, cores)
             row += [f"{f[images]:.1f}", f"{limit:.1f}", f"{f[images] / limit:.0%}"]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        rows.append(row)
+    return markdown(rows, headers)
 
 
 def table(seconds: dict[str, np.ndarray], precisions: dict[str, str], rooflines: dict[str, float]) -> str:
     """One row per format; `rooflines`: img/s per precision (fp32, int8, bf16 where measured)."""
     base, onnx = 1 / np.median(seconds["pth"]), 1 / np.median(seconds["onnx"])
-    lines = [
-        "| format | median ms | p90 ms | img/s | vs pth | vs onnx | of fp32 roofline | precision | of its precision's roofline |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    headers = ["format", "median ms", "p90 ms", "img/s", "vs pth", "vs onnx", "of fp32 roofline", "precision",
+               "of its precision's roofline"]
+    rows = []
     for fmt, s in seconds.items():
         img_per_s, ran_in = 1 / np.median(s), precisions[fmt]
         own = f"{img_per_s / rooflines[ran_in]:.0%}" if ran_in in rooflines else "-"
-        lines.append(
-            f"| {fmt} | {1000 * np.median(s):.1f} | {1000 * np.percentile(s, 90):.1f} | {img_per_s:.1f} "
-            f"| {img_per_s / base:.2f}x | {img_per_s / onnx:.2f}x | {img_per_s / rooflines['fp32']:.0%} | {ran_in} | {own} |"
-        )
-    return "\n".join(lines)
+        rows.append([fmt, f"{1000 * np.median(s):.1f}", f"{1000 * np.percentile(s, 90):.1f}", f"{img_per_s:.1f}",
+                     f"{img_per_s / base:.2f}x", f"{img_per_s / onnx:.2f}x", f"{img_per_s / rooflines['fp32']:.0%}", ran_in, own])
+    return markdown(rows, headers)
 
 
 def openvino_summary(seconds: dict[str, np.ndarray], precisions: dict[str, str], rooflines: dict[str, float]) -> list[str]:

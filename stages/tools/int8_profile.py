@@ -33,7 +33,8 @@ from stages.shared.errors import run_stage
 from stages.shared.formats import load_classifier
 from stages.shared.params import load_params
 from stages.shared.paths import MODEL_FILES
-from stages.tools.bench import fresh_models, gemm_gflops, gemm_probes, pipeline_models, synthetic_images, take_turns
+from stages.tools.bench import fresh_models, markdown, pipeline_models, synthetic_images, take_turns
+from stages.tools.roofline import gemm_gflops, gemm_probes
 from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
 
 STAGES = ("conv1+layer1", "layer2", "layer3", "layer4")
@@ -127,23 +128,21 @@ def main() -> None:
     print(f"int8 model: {model}; batch 1, {crop} px; int8 GEMM peak {peak:.0f} GOP/s with {args.threads} threads")
     print(f"profiled node time: {total / 1000:.2f} ms per image with {args.threads} threads, {sum(single.values()) / 1000:.2f} ms with 1")
     print()
-    print(f"| stage | kind | ms per image | share | GOP/s | of int8 peak | parallel efficiency ({args.threads} threads) |")
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     for key in sorted(multi, key=lambda k: (STAGES.index(k[0]) if k[0] in STAGES else 9, k[1])):
         where, kind = key
         rate = flops[where] / (multi[key] * 1e-6) / 1e9 if kind == "convolution" else None
         efficiency = single.get(key, 0) / (args.threads * multi[key]) if multi[key] else 0
-        print(f"| {where} | {kind} | {multi[key] / 1000:.2f} | {multi[key] / total:.0%} "
-              f"| {'-' if rate is None else f'{rate:.0f}'} | {'-' if rate is None else f'{rate / peak:.0%}'} | {efficiency:.0%} |")
+        rows.append([where, kind, f"{multi[key] / 1000:.2f}", f"{multi[key] / total:.0%}", "-" if rate is None else f"{rate:.0f}",
+                     "-" if rate is None else f"{rate / peak:.0%}", f"{efficiency:.0%}"])
+    print(markdown(rows, ["stage", "kind", "ms per image", "share", "GOP/s", "of int8 peak",
+                          f"parallel efficiency ({args.threads} threads)"], names=2))
     all_flops = sum(flops.values())
     print()
     print(f"the convolutions as a whole: {all_flops / 1e9:.2f} GOP in {sum(v for k, v in multi.items() if k[1] == 'convolution') / 1000:.2f} ms; "
           f"the whole model's roofline share: {all_flops / (total * 1e-6) / 1e9 / peak:.0%}")
     print()
-    print("| session options | median ms | img/s |")
-    print("|---|---|---|")
-    for label, ms in timings.items():
-        print(f"| {label} | {ms:.2f} | {1000 / ms:.1f} |")
+    print(markdown([[label, f"{ms:.2f}", f"{1000 / ms:.1f}"] for label, ms in timings.items()], ["session options", "median ms", "img/s"]))
 
 
 if __name__ == "__main__":

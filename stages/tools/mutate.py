@@ -25,6 +25,8 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+from tabulate import tabulate
+
 GOAL = 0.90  # share of mutants killed, per module
 CAUGHT = ("killed", "timeout", "caught by type check", "segfault")  # a mutant that hangs or crashes the tests is caught
 NOT_RUN = ("not checked", "skipped")
@@ -86,15 +88,16 @@ def changed_lines(name: str) -> list[str]:
 def print_table(results: dict[str, dict[str, str]], diff=changed_lines) -> bool:
     """The score per module, then the survivors with their diffs. True when every module meets
     the goal. Mutants of an interrupted run that never ran are counted apart ("not run")."""
-    print(f"{'module':<30} {'mutants':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'not run':>7} {'score':>6}")
-    ok = True
+    ok, rows = True, []
     for module, statuses in sorted(results.items()):
         counts = Counter(statuses.values())
         share = score(counts)
         not_run = sum(counts[s] for s in NOT_RUN)
         ok &= share >= GOAL and not not_run
-        print(f"{module:<30} {len(statuses):>7} {sum(counts[s] for s in CAUGHT):>6} {counts['survived']:>8} "
-              f"{counts['no tests']:>8} {not_run:>7} {share:>6.0%}{'' if share >= GOAL else '  < goal ' + format(GOAL, '.0%')}")
+        rows.append([module, len(statuses), sum(counts[s] for s in CAUGHT), counts["survived"], counts["no tests"], not_run,
+                     f"{share:.0%}", "" if share >= GOAL else f"< goal {GOAL:.0%}"])
+    headers = ["module", "mutants", "killed", "survived", "no tests", "not run", "score", ""]
+    print(tabulate(rows, headers, tablefmt="plain", colalign=("left", *["right"] * 6, "left")))
     for module, statuses in sorted(results.items()):
         for name, status in statuses.items():
             if status not in CAUGHT and status not in NOT_RUN:

@@ -28,12 +28,14 @@ from pathlib import Path
 
 import psutil
 import yaml
+from tabulate import tabulate
 
 from stages.shared.errors import PipelineError, run_stage
 from stages.shared.params import PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_S = 0.05
+HEADERS = ["source", "images", "workers", "wall s", "ms/image", "peak RSS MB (stage + workers)", "duplicate search s", "its share"]
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,13 @@ class Run:
     def ms_per_image(self) -> float:
         return 1000 * self.wall_s / self.images
 
-    def row(self) -> str:
-        share = f"{100 * self.dedupe_s / self.wall_s:.1f}%"
-        return (
-            f"| {self.source} | {self.images} | {self.workers} | {self.wall_s:.1f} | {self.ms_per_image:.2f} "
-            f"| {self.peak_rss_mb:.0f} | {self.dedupe_s:.3f} | {share} |"
-        )
+    def row(self) -> list[str]:
+        """The cells of its row of the table, under HEADERS."""
+        return [self.source, str(self.images), str(self.workers), f"{self.wall_s:.1f}", f"{self.ms_per_image:.2f}",
+                f"{self.peak_rss_mb:.0f}", f"{self.dedupe_s:.3f}", f"{100 * self.dedupe_s / self.wall_s:.1f}%"]
+
+    def done(self) -> str:
+        return f"crawled {self.images} {self.source} images in {self.wall_s:.1f} s, crawl.workers={self.workers}"
 
 
 def crawl(folder: Path, params: dict, source: str, images: int, workers: int) -> Run:
@@ -107,8 +110,6 @@ def main() -> None:
     base["crawl"]["source"] = "synthetic"
     workers = args.workers or os.cpu_count() or 1
     print(f"crawl stage on {os.cpu_count()} CPU cores; sizes {sizes}, {workers} workers; then 1 vs 2 workers at {args.compare_at}")
-    print("| source | images | workers | wall s | ms/image | peak RSS MB (stage + workers) | duplicate search s | its share |")
-    print("|---|---|---|---|---|---|---|---|")
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
         for n in sizes:
@@ -117,7 +118,7 @@ def main() -> None:
             params = yaml.safe_load(yaml.safe_dump(base))
             params["crawl"]["synthetic"]["total_images"] = n
             runs.append(crawl(folder, params, "synthetic", n, workers))
-            print(runs[-1].row(), flush=True)
+            print(runs[-1].done(), flush=True)
         largest = Path(tmp) / f"synthetic-{sizes[-1]}"
         mine = Path(tmp) / "folder"
         mine.mkdir()
@@ -125,7 +126,8 @@ def main() -> None:
         params = yaml.safe_load(yaml.safe_dump(base))
         params["crawl"].update(source="folder", folder={"path": str(mine / "images")})
         kept = sum(1 for p in (mine / "images").rglob("*") if p.is_file())
-        print(crawl(mine, params, "folder", kept, workers).row(), flush=True)
+        own_folder = crawl(mine, params, "folder", kept, workers)
+        print(own_folder.done(), flush=True)
         compared = []
         if args.compare_at:
             for w in (1, 2):
@@ -134,7 +136,10 @@ def main() -> None:
                 params = yaml.safe_load(yaml.safe_dump(base))
                 params["crawl"]["synthetic"]["total_images"] = args.compare_at
                 compared.append(crawl(folder, params, "synthetic", args.compare_at, w))
-                print(compared[-1].row(), flush=True)
+                print(compared[-1].done(), flush=True)
+    print()
+    print(tabulate([run.row() for run in [*runs, own_folder, *compared]], HEADERS, tablefmt="github", disable_numparse=True,
+                   colalign=["left"] + ["right"] * (len(HEADERS) - 1)))
     if len(runs) >= 2:
         middle, last = runs[-2], runs[-1]
         print(

@@ -18,12 +18,12 @@ counted by torch's FlopCounterMode) divided by this CPU's GEMM peak in the setti
 reach; what a setting misses of it goes to the memory-bound rest (batch norm, ReLU, the update).
 It is printed for training on the CPU only.
 
-The training loop: each setting runs in a fresh process (so its peak memory is its own), with
-the train stage's data pipeline and step on pictures drawn by the synthetic source (the
-pipeline's own 190, copied to distinct files up to each --images count): 1 process with
-train.threads threads beside train.processes-many (2 if that is 1) with the threads shared out,
-in memory; and in memory beside read from disk at every step (train.workers loader workers) at
-each --images count. img/s is the global batch over the median step time after --loop-warmup
+The training loop: each setting runs in a fresh process (stages/tools/train_bench_worker.py, so
+its peak memory is its own), with the train stage's data pipeline and step on pictures drawn by
+the synthetic source (the pipeline's own 190, copied to distinct files up to each --images
+count): 1 process with train.threads threads beside train.processes-many (2 if that is 1) with
+the threads shared out, in memory; and in memory beside read from disk at every step
+(train.workers loader workers) at each --images count. img/s is the global batch over the median step time after --loop-warmup
 steps; peak memory is the largest resident size of the training process (rank 0) and of one
 of its loader workers.
 """
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -43,21 +42,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
-from torch.nn.parallel import DistributedDataParallel
-
 from birds_onnx.preprocess import PreprocessSpec
-from stages.shared import distributed
 from stages.shared.errors import run_stage
 from stages.evaluate import timed_runs
 from stages.shared.model import build_model
 from stages.shared.params import PARAMS_FILE, Params, Train, load_params
 from stages.sources.synthetic import synthesize
-from stages.tools.bench import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
+from stages.tools.roofline import GEMM_SIZE, fp32_peak, gemm_gflops, gemm_probes
 from stages.shared.cpu import cpu_has_bf16
 from stages.train import configure_torch, make_optimizer, prepare_model, train_step, use_bf16
-from stages.shared.train_data import EpochBatches, Normalize, TrainingImages, make_loader
+from stages.shared.train_data import EpochBatches, Normalize, TrainingImages
 
 GEMM_RUNS = 10
 
@@ -133,51 +130,6 @@ def draw_pictures(params: Params, folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def peak_rss_mb(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
-
-
-def measure_loop(params: Params, folder: Path, images: int, in_memory: bool, steps: int, warmup: int) -> dict:
-    """The train stage's loop (its data pipeline, its step; data-parallel when started by
-    torchrun) for warmup + steps steps, on the first `images` pictures of `folder`. Rank 0
-    prints the figures as one JSON line."""
-    cfg = params.train.model_copy(update={"pretrained": "none"})
-    device, bf16 = configure_torch(cfg)
-    torch.manual_seed(params.seed)
-    model, forward = prepare_model(len(params.classes), cfg, device)
-    rank, world = 0, 1
-    if distributed.started_by_torchrun():
-        rank, world, device = distributed.join(device)
-        model.to(device)
-        forward = DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None)
-    paths = sorted(folder.glob("*.jpg"))[:images]
-    data = TrainingImages(paths, [i % len(params.classes) for i in range(len(paths))], PreprocessSpec.from_dict(params.preprocess.model_dump()),
-                          cfg.min_crop_scale, params.seed, in_memory)
-    batches = EpochBatches(len(data), cfg.batch_size, params.seed, rank, world)
-    loader = make_loader(data, batches, cfg.workers, pin_memory=device.type == "cuda")
-    normalize, optimizer = Normalize(PreprocessSpec.from_dict(params.preprocess.model_dump()), device), make_optimizer(model, cfg)
-    model.train()
-    times, step = [], 0
-    while step < warmup + steps:
-        batches.epoch += 1
-        started = time.perf_counter()
-        for x, y in loader:
-            loss, _ = train_step(forward, optimizer, normalize(x), y.to(device), bf16)
-            loss.item()  # waits for the device
-            if step >= warmup:
-                times.append(time.perf_counter() - started)
-            step += 1
-            if step == warmup + steps:
-                break
-            started = time.perf_counter()
-    del loader  # its workers exit, so their peak memory is counted below
-    result = {"img_per_s": cfg.batch_size / float(np.median(times)), "rss_mb": peak_rss_mb(resource.RUSAGE_SELF),
-              "worker_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN) if cfg.workers else 0.0}
-    if rank == 0:
-        print(json.dumps(result), flush=True)
-    return result
-
-
 def loop_settings(params: Params, images: list[int]) -> list[tuple[str, dict]]:
     """(label, arguments of one measuring run) for every setting the loop benchmark compares."""
     cfg = params.train
@@ -204,9 +156,9 @@ def run_setting(folder: Path, setting: dict, steps: int, warmup: int) -> dict:
         raw = load_params_raw()
         raw["train"].update(processes=setting["processes"], threads=setting["threads"])
         (Path(tmp) / "params.yaml").write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
-        cmd = [sys.executable, "-m", "stages.tools.train_bench", "--measure", str(folder), "--params", str(Path(tmp) / "params.yaml"),
+        cmd = [sys.executable, "-m", "stages.tools.train_bench_worker", str(folder), "--params", str(Path(tmp) / "params.yaml"),
                "--images", str(setting["images"]), "--memory" if setting["memory"] else "--disk",
-               "--loop-steps", str(steps), "--loop-warmup", str(warmup)]
+               "--steps", str(steps), "--warmup", str(warmup)]
         done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
@@ -221,15 +173,16 @@ def loop_benchmark(params: Params, images: list[int], steps: int, warmup: int) -
     print(f"\ntraining loop: batch {params.train.batch_size} (shared by the processes), {params.train.workers} loader workers "
           f"per process; median of {steps} steps after {warmup} warm-up; each setting a fresh process", flush=True)
     settings = loop_settings(params, images)
-    width = max(len(label) for label, _ in settings)
-    print(f"{'setting':<{width}}  {'img/s':>7}  {'peak MB':>8}  {'worker peak MB':>14}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         draw_pictures(params, Path(folder), max(images))
-        rates = {}
-        for label, setting in settings:
+        rates, rows = {}, []
+        for i, (label, setting) in enumerate(settings, 1):
             r = run_setting(Path(folder), setting, steps, warmup)
             rates[label] = r["img_per_s"]
-            print(f"{label:<{width}}  {r['img_per_s']:7.1f}  {r['rss_mb']:8.0f}  {r['worker_rss_mb']:14.0f}", flush=True)
+            rows.append([label, f"{r['img_per_s']:.1f}", f"{r['rss_mb']:.0f}", f"{r['worker_rss_mb']:.0f}"])
+            print(f"measured {i} of {len(settings)}: {label}", flush=True)
+    print(tabulate(rows, ["setting", "img/s", "peak MB", "worker peak MB"], tablefmt="plain", disable_numparse=True,
+                   colalign=("left", "right", "right", "right")))
     reference = rates[settings[0][0]]
     for label, _ in settings[1:]:
         print(f"{label}: {rates[label] / reference:.0%} of the first setting's img/s")
@@ -246,11 +199,6 @@ def main() -> None:
     parser.add_argument("--loop-warmup", type=int, default=3, help="untimed steps per loop setting")
     parser.add_argument("--no-loop", action="store_true", help="time the step alone")
     parser.add_argument("--loop-only", action="store_true", help="time the training loop alone")
-    # one loop setting, in a process of its own (what the loop benchmark runs)
-    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--params", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--memory", dest="in_memory", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--disk", dest="in_memory", action="store_false", help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
         images = [int(n) for n in args.images.split(",")]
@@ -259,13 +207,6 @@ def main() -> None:
     if args.steps < 1 or args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1) \
             or args.loop_steps < 1 or args.loop_warmup < 0 or min(images) < 1:
         parser.error("--steps, --loop-steps, --images and --batch-size must be at least 1, --warmup and --loop-warmup at least 0")
-    if args.measure:
-        params = load_params(path=args.params)
-        if params.train.processes > 1 and not distributed.started_by_torchrun():
-            distributed.launch(params.train.processes, params.train.threads, "stages.tools.train_bench", sys.argv[1:])
-        else:
-            measure_loop(params, args.measure, images[0], args.in_memory, args.loop_steps, args.loop_warmup)
-        return
     params = load_params()
     if not args.no_loop and min(images) < params.train.batch_size:
         parser.error(f"--images must be at least train.batch_size ({params.train.batch_size})")
@@ -310,15 +251,15 @@ def main() -> None:
               + ("" if "bf16" in roofline else "; no bf16 peak: this CPU does not compute bf16 natively"))
         print(f"a training step does {flops / 1e9:.1f} GFLOP of matrix products per image, so the roofline is "
               + " and ".join(f"{rate:.1f} img/s in {p}" for p, rate in roofline.items()))
-    width = max(len(name) for name in settings)
-    print(f"{'setting':<{width}}  {'img/s':>7}  {'ms/step':>8}  {'first step s':>12}  {'of its roofline':>15}")
-    rates = {}
+    rates, rows = {}, []
     for name, cfg in settings.items():
         median = float(np.median(times[name]))
         rates[name] = batch_size / median
         limit = roofline.get("bf16" if use_bf16(cfg, device) else "fp32")
         share = f"{rates[name] / limit:.0%}" if limit else "-"
-        print(f"{name:<{width}}  {rates[name]:7.1f}  {1000 * median:8.0f}  {first[name]:12.1f}  {share:>15}")
+        rows.append([name, f"{rates[name]:.1f}", f"{1000 * median:.0f}", f"{first[name]:.1f}", share])
+    print(tabulate(rows, ["setting", "img/s", "ms/step", "first step s", "of its roofline"], tablefmt="plain",
+                   disable_numparse=True, colalign=("left", "right", "right", "right", "right")))
     print(f"speed-up of the chosen setting: {rates[describe(chosen, device)] / rates[describe(baseline, device)]:.2f}x")
     print(f"input pipeline (random crop, flip, normalise): {input_rate:.0f} img/s")
     if not args.no_loop:
