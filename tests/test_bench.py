@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from birds_onnx.preprocess import PreprocessSpec
-from conftest import make_project, params_file, photo, run, tiny_params
+from helpers.images import photo
+from helpers.project import make_project, params_file, run, tiny_params
 from stages.tools.bench import (
     batch_of_one, combined_limit, decode_core_seconds, enlarged, flops_per_image, openvino_summary, pipeline_models, table, take_turns,
 )

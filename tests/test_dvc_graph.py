@@ -18,7 +18,7 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from conftest import ROOT
+from helpers.project import ROOT
 from stages.shared.params import resolve
 
 PACKAGES = ("stages", "birds_onnx")

@@ -7,7 +7,7 @@ import pytest
 from birds_onnx.errors import BirdsOnnxError
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess
-from conftest import photo
+from helpers.images import photo
 from stages.shared.atomic import write_json
 from stages.shared.errors import PipelineError
 from stages.evaluate import (article_img_per_s, measured_on, model_speed, predict_one_by_one, quality, streaming_img_per_s,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_project, run, tiny_params
+from helpers.project import make_project, run, tiny_params
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from birds_onnx.preprocess import PreprocessSpec, normalize
-from conftest import make_project, params_file, photo, run, tiny_params
+from helpers.images import photo
+from helpers.project import make_project, params_file, run, tiny_params
 from stages.shared.model import build_model
 from stages.shared.params import ParamError, Train, load_params
 from stages import machine, train

@@ -1,6 +1,6 @@
 """What the training loop computes, checked against what it logs: the train stage's main() run in
 this process (and as two ranks) on a small network, every training step written down
-(tests/recorded_training.py). The determinism tests of tests/test_train.py pass whatever the
+(tests/helpers/recorded_training.py). The determinism tests of tests/test_train.py pass whatever the
 loop computes, as long as it computes it the same way twice; these say what it must compute."""
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
-from conftest import ROOT, built_for_every_test, params_file, photo, stages_on_the_stage_network, tiny_params
-from recorded_training import Recording
+from helpers.images import photo
+from helpers.models import stages_on_the_stage_network
+from helpers.mutation import built_for_every_test
+from helpers.project import ROOT, params_file, tiny_params
+from helpers.recorded_training import Recording
 from stages import train
 from stages.shared import distributed
 from stages.shared.splits import Example, read_split, write_split
@@ -224,7 +227,7 @@ def test_two_ranks_log_the_totals_of_every_image_of_the_epoch(module_tmp_path, m
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     monkeypatch.setenv("RECORD_TO", str(records))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    distributed.launch(2, 1, "recorded_training", ["--epochs", "2"])
+    distributed.launch(2, 1, "helpers.recorded_training", ["--epochs", "2"])
     ranks = [torch.load(records / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
     for epoch in (1, 2):

@@ -4,9 +4,9 @@ labels, the logits and loss it returned, the learning rate it ran at, whether th
 training mode, and the weights (batch norm statistics included) as each epoch began.
 
 In a test's process: `Recording().install(monkeypatch)`, then train.main(). As a rank of
-`distributed.launch(2, 1, "recorded_training", ["--epochs", "2"])` (tests/ and the checkout on
-PYTHONPATH, RECORD_TO naming a folder): runs the stage on the small stage network of
-tests/conftest.py and writes RECORD_TO/rank<r>.pt.
+`distributed.launch(2, 1, "helpers.recorded_training", ["--epochs", "2"])` (tests/ and the checkout
+on PYTHONPATH, RECORD_TO naming a folder): runs the stage on the small stage network of
+helpers/models.py and writes RECORD_TO/rank<r>.pt.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Recording:
 def main() -> None:
     import pytest
 
-    from conftest import stages_on_the_stage_network
+    from helpers.models import stages_on_the_stage_network
     from stages import train
 
     recording = Recording()
