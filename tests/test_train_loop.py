@@ -252,10 +252,13 @@ def test_the_stage_prints_its_setting_each_epochs_figures_and_where_it_saved(tra
     lines = recording.printed.splitlines()
     assert lines[0] == "train: 12 images (in memory, 0 loader workers), 3 epochs, 1 x cpu, fp32, eager, 1 threads"
     loss, train_acc, test_acc = logged(project, "train_loss"), logged(project, "train_acc"), logged(project, "test_acc")
+    # the stage's clock, read as each epoch starts, after each of its 3 steps (the progress bar's
+    # rate) and as it ends: the rate printed is the epoch's 12 images over its first and last readings
+    assert len(recording.clock) == 3 * (1 + 3 + 1)
     for epoch in (1, 2, 3):
-        line = lines[epoch]
+        started, *_, ended = recording.clock[5 * (epoch - 1):5 * epoch]
         figures = f"epoch {epoch}/3: loss {loss[epoch - 1]:.4f}  train acc {train_acc[epoch - 1]:.3f}  test acc {test_acc[epoch - 1]:.3f}  "
-        assert line.startswith(figures) and line.endswith(" img/s") and float(line[len(figures):-6]) > 0, line
+        assert lines[epoch] == figures + f"{12 / (ended - started):.1f} img/s"
     assert lines[4:] == ["train: saved models/e3/model.pth"]
     summary = json.loads((project / "metrics/epochs/e3/train/metrics.json").read_text())
     assert summary == {"step": 3, "train_loss": loss[-1], "train_acc": train_acc[-1], "test_acc": test_acc[-1], "lr": logged(project, "lr")[-1]}
