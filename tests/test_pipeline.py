@@ -88,7 +88,7 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
     again = run(["dvc", "repro"], project)
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
 
-    bench = run(["python", "-m", "stages.tools.bench", "--warmup", "0", "--runs", "2", "--rounds", "1", "--folder-images", "2"], project)
+    bench = run(["python", "-m", "stages.tools.bench", "--warmup", "0", "--runs", "2", "--rounds", "1", "--folder-images", "3"], project)
     assert "models: the pipeline's models/e3/" in bench.stdout
 
     # the default `dvc metrics show`: the headline only, one row per setting and format, in a terminal's width
