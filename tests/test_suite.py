@@ -6,8 +6,9 @@ helpers only, never each other's code."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 from helpers import mutation, ordering
 
@@ -62,6 +63,25 @@ def test_only_a_mutants_own_process_counts_as_one_under_mutation_testing(monkeyp
         assert mutation.mutant_under_test() == mutant
     monkeypatch.delenv("MUTANT_UNDER_TEST")
     assert mutation.mutant_under_test() == ""
+
+
+def test_only_mutmuts_own_runs_keep_a_build_for_the_mutants(tmp_path, monkeypatch):
+    """A build is copied to .mutation_cache under `mutmut run` only, not in a plain run where a
+    test module imported a part of mutmut (tests/test_mutate.py: in a random order it came before
+    a fixture's build and left a copy of the export in the checkout)."""
+    def build(dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "built").write_text("x")
+
+    monkeypatch.setattr(mutation, "MUTATION_CACHE", tmp_path / "cache")
+    monkeypatch.delenv("MUTANT_UNDER_TEST", raising=False)
+    monkeypatch.setitem(sys.modules, "mutmut", ModuleType("mutmut"))
+    monkeypatch.delitem(sys.modules, "mutmut.__main__", raising=False)
+    mutation.built_once_per_mutation_run("tiny_models", tmp_path / "plain", build)
+    assert (tmp_path / "plain/built").is_file() and not (tmp_path / "cache").exists()
+    monkeypatch.setitem(sys.modules, "mutmut.__main__", ModuleType("mutmut.__main__"))  # `mutmut run`, its clean pass
+    mutation.built_once_per_mutation_run("tiny_models", tmp_path / "clean", build)
+    assert (tmp_path / "cache/tiny_models/built").read_text() == "x"
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -44,6 +44,12 @@ if STATS_PASS:
 MUTANT_TEST_WALL_LIMIT_S = 60
 
 
+def under_mutmut() -> bool:
+    """Whether mutmut runs these tests (`mutmut run`, in its process or one forked from it); not
+    whether some module imported a part of mutmut (tests/test_mutate.py does)."""
+    return "mutmut.__main__" in sys.modules
+
+
 def mutant_under_test() -> str:
     """The mutant whose tests this process runs under `make mutate` (stages.split.x_spread__mutmut_3),
     or "" (no mutmut, or one of its own passes: "stats", "fail", ...)."""
@@ -85,7 +91,7 @@ def pytest_collection_finish(session) -> None:
     objects in each mutant's full collections and copy their memory pages (0.5 s of a trivial
     mutant's 0.65): frozen, it leaves them alone. mutmut freezes only what it had before the
     collection."""
-    if "mutmut.__main__" in sys.modules:
+    if under_mutmut():
         gc.freeze()
 
 
@@ -121,7 +127,7 @@ def built_once_per_mutation_run(name: str, dest: Path, build) -> None:
     if rebuilt_for_mutants_of:
         BUILDS[name] = build
     build(dest)
-    if "mutmut" in sys.modules and not mutant:
+    if under_mutmut() and not mutant:
         shutil.rmtree(cached, ignore_errors=True)
         shutil.copytree(dest, cached)
 
