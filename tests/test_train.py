@@ -171,7 +171,7 @@ def test_each_image_gets_its_own_crop_and_flip_in_each_epoch(tmp_path):
     assert all(not torch.equal(a, b) for a, b in zip(first, second))
     assert all(torch.equal(data[(1, i)][0], first[i]) for i in (0, 5, 15))
     mirrored = [crop[..., :8].float().mean() > crop[..., -8:].float().mean() for crop in first + second]
-    assert 0 < sum(mirrored) < len(mirrored)
+    assert 0 < sum(mirrored) < len(mirrored)  # flips are random per item: some of the 32 crops mirrored, not all (any such count is right)
     # the crops keep from 35% to all of the picture: from the whole picture's size down
     assert all(crop.shape == (3, 32, 32) for crop in first)
 
