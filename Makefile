@@ -8,7 +8,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup setup-s3 repro speed test loop-crawl push pull bench bench-int8 bench-train bench-scale check-repro check-repro-lock mutate
+.PHONY: setup setup-s3 repro speed test loop-crawl push pull bench bench-int8 bench-train bench-scale check-repro check-repro-lock mutate test-random
 setup: $(VENV)/.installed
 
 # The pipeline's packages, then the runtime package (birds_onnx, the birds-predict command) as
@@ -42,6 +42,13 @@ speed: setup
 
 test: setup setup-s3
 	python -m pytest
+
+# The suite in a random order (pytest-randomly: modules and the tests in each shuffled, the modules
+# with slow tests still first; random seeds reset per test): a test that needs another to have run
+# first fails. `make test-random SEED=1234` repeats an order (each run prints its seed at the top).
+SEED ?= default
+test-random: setup setup-s3
+	python -m pytest -p randomly --randomly-seed=$(SEED)
 
 # The crawl's tests with processes, threads and timeouts (decoding workers, hostile servers), LOOPS
 # times in a row, one process: fails at the first run that fails. A green run proves little for such code.

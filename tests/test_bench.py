@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from birds_onnx.preprocess import PreprocessSpec
-from conftest import make_project, params_file, photo, run, tiny_params
+from helpers.images import photo
+from helpers.project import make_project, params_file, run, tiny_params
 from stages.tools.bench import (
     batch_of_one, combined_limit, decode_core_seconds, enlarged, flops_per_image, openvino_summary, pipeline_models, table, take_turns,
 )
@@ -73,6 +74,7 @@ def test_decoding_is_timed_on_photo_sized_pictures(tmp_path):
     photos = enlarged(small, (1600, 1200))
     assert [Image.open(p).size for p in photos] == [(1600, 1200)] * 3
     spec = PreprocessSpec(resize=72, crop=64)
+    # a timing: no file holds it to compare with; kept as an order (photos cost more to decode than their small originals)
     assert 0 < decode_core_seconds(small, spec) < decode_core_seconds(photos, spec)
 
 

@@ -10,8 +10,10 @@ import requests
 import urllib3
 from icrawler.utils import Signal
 
-from conftest import params_file, tiny_params
-from fake_bing import Served, bomb_png, encode, picture
+from helpers.fake_bing import Served
+from helpers.images import encode, picture
+from helpers.nasty_files import bomb_png
+from helpers.project import params_file, tiny_params
 from stages.sources import bing
 from stages.sources.cleaning import Found, clean
 from stages.shared.params import BingFilters, BingSource, BirdClass, load_params

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run, tiny_params
+from helpers.project import ROOT, run, tiny_params
 from stages.tools.check_repro import adjust_params, compare, compare_with_lock, likely_cause, override
 from stages.shared.params import ParamError, load_params
 

@@ -12,8 +12,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import NASTY_DECODERS, ROOT, params_file, tiny_params
-from fake_bing import Served, encode, picture
+from helpers.fake_bing import Served
+from helpers.images import encode, picture
+from helpers.nasty_files import NASTY_DECODERS
+from helpers.project import ROOT, params_file, tiny_params
 from stages import crawl
 from stages.sources.records import read_manifest, read_rejects
 from stages.sources.cleaning import PLUGIN_ENV, CrawlError, Found, Kept, Limits, decode_all, deduplicate, near_pairs

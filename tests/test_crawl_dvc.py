@@ -5,8 +5,9 @@ import shutil
 
 import pytest
 
-from conftest import make_project, run, tiny_params
-from fake_bing import Served, encode, picture
+from helpers.fake_bing import Served
+from helpers.images import encode, picture
+from helpers.project import make_project, run, tiny_params
 
 pytestmark = pytest.mark.slow
 

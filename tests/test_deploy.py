@@ -9,7 +9,7 @@ import pytest
 from birds_onnx import predict
 from birds_onnx.deploy import NoRecommendation, recommended
 from birds_onnx.predict import main
-from conftest import photo
+from helpers.images import photo
 
 LINE = "openvino-int8: 3.41x pth, agrees on 45/45, 28.4 img/s"
 

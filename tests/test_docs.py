@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers.project import ROOT
 
 # Named in the docs ahead of the work that adds them; once it is merged they are checked like any
 # other name (and this list can be emptied). Missing, each is an expected failure, not a pass.
-PENDING_TARGETS = {"test-random": "the suite in a random order (pytest-randomly)"}
-PENDING_MODULES: dict[str, str] = {}
 
 CODE = "\x00"  # marks where inline code stood in the prose
 FENCE = re.compile(r"^ {0,3}(```|~~~)")
@@ -164,21 +162,14 @@ def test_every_relative_link_and_anchor_resolves():
 
 def test_every_make_target_named_exists():
     assert "repro" in named(MAKE) and "test" in named(MAKE)  # the checker sees README's two commands
-    missing = {k: v for k, v in make_targets_missing().items() if k not in PENDING_TARGETS}
+    missing = make_targets_missing()
     assert missing == {}, f"make targets the docs name but the Makefile lacks: {missing}"
 
 
 def test_every_python_module_named_exists():
     assert "stages.tools.bench" in named(PYTHON_M)
-    missing = {k: v for k, v in modules_missing().items() if k not in PENDING_MODULES}
+    missing = modules_missing()
     assert missing == {}, f"modules the docs run with python -m that do not exist: {missing}"
-
-
-@pytest.mark.parametrize("name", sorted({**PENDING_TARGETS, **PENDING_MODULES}))
-def test_names_ahead_of_their_work(name):
-    missing = {**make_targets_missing(), **modules_missing()}
-    if name in missing:
-        pytest.xfail(f"{name} is named in {missing[name]} and not here yet: {PENDING_TARGETS.get(name) or PENDING_MODULES[name]}")
 
 
 def test_readme_is_a_short_read_that_leads_to_every_page():

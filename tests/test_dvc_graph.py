@@ -20,7 +20,7 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from conftest import ROOT
+from helpers.project import ROOT
 from stages.shared.params import Crawl, resolve
 
 PACKAGES = ("stages", "birds_onnx")

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers.project import ROOT
 
 
 def test_bad_input_ends_a_stage_with_one_line_naming_it(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from birds_onnx.errors import BirdsOnnxError
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess
-from conftest import photo
+from helpers.images import photo
 from stages.shared.atomic import write_json
 from stages.shared.errors import PipelineError
 from stages.evaluate import (article_img_per_s, measured_on, model_speed, predict_one_by_one, quality, streaming_img_per_s,
@@ -35,10 +35,20 @@ def test_recall_is_per_class_of_the_model_even_for_a_class_missing_from_the_test
     assert q["recall"] == {"a": 0.333333, "b": 1.0, "c": 0.0, "d": 0.5}
 
 
-def test_timed_runs_counts_calls():
+def test_timed_runs_times_each_call_after_the_warm_up(monkeypatch):
+    # a clock that the calls advance: 1 s for each warm-up call, then 10, 20, ... 50 ms
+    clock = [0.0]
+    monkeypatch.setattr("stages.evaluate.time.perf_counter", lambda: clock[0])
+    durations = iter([1.0, 1.0, 0.010, 0.020, 0.030, 0.040, 0.050])
     calls = []
-    times = timed_runs(lambda: calls.append(1), warmup=2, runs=5)
-    assert len(calls) == 7 and len(times) == 5 and (times >= 0).all()
+
+    def call():
+        calls.append(1)
+        clock[0] += next(durations)
+
+    times = timed_runs(call, warmup=2, runs=5)
+    assert len(calls) == 7
+    assert times == pytest.approx([0.010, 0.020, 0.030, 0.040, 0.050])
 
 
 def test_model_speed_feeds_batches_of_the_asked_sizes():

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from conftest import params_file, tiny_params
-from fake_bing import encode, picture
-from test_nasty import jpeg_with_bad_exif, unknown_dds
+from helpers.images import encode, picture
+from helpers.nasty_files import jpeg_with_bad_exif, unknown_dds
+from helpers.project import params_file, tiny_params
 from stages.sources import cleaning
 from stages.sources.cleaning import Cleaned, CrawlError, Found, Kept, Rejected, clean, examine_untrusted, perceptual_hash
 from stages.shared.params import load_params
@@ -261,7 +261,7 @@ def test_the_perceptual_hash_is_the_64_bit_dct_hash():
 
 
 def test_a_decoder_error_without_a_message_is_named_by_its_type():
-    import nasty_decoders  # noqa: F401  (registers the tests' misbehaving decoder in this process)
+    from helpers import nasty_decoders  # noqa: F401  (registers the tests' misbehaving decoder in this process)
 
     rejected = examined(b"NASTY:quiet\n")
     assert (rejected.reason, rejected.detail) == ("broken", "OSError")

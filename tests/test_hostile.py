@@ -5,7 +5,8 @@ each image ends with its own reason in the rejects, and the crawl goes on."""
 
 import socket
 
-from fake_bing import Served, encode, picture
+from helpers.fake_bing import Served
+from helpers.images import encode, picture
 from stages.shared.params import BingSource, BirdClass
 from stages.sources import bing
 from stages.sources.cleaning import clean

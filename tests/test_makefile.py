@@ -4,7 +4,7 @@ import os
 import shutil
 import sys
 
-from conftest import ROOT, make_project, run, tiny_params
+from helpers.project import ROOT, make_project, run, tiny_params
 
 
 def test_make_repro_runs_in_a_path_with_spaces(tmp_path):

@@ -3,11 +3,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx.numpy_helper
 import pytest
 import torch
 
-from conftest import TINY_CLASSES, photo
+from helpers.images import photo
+from helpers.models import TINY_CLASSES, activation_scales
 from stages.export import (calibration_examples, first_that_agrees, held_out_examples, metadata, parity, quantize_checked,
                            quantize_int8, save_checked)
 from stages.shared.formats import TorchClassifier
@@ -201,14 +201,6 @@ def test_calibration_images_come_from_every_class():
     assert len(set(picked)) == 6
     assert sorted(e.label for e in picked) == ["crow", "crow", "gull", "gull", "myna", "myna"]
     assert calibration_examples(train, 15) == train
-
-
-def activation_scales(path: Path) -> dict[str, float]:
-    """{tensor: scale} of every quantised activation (one scale each; the weights' are per channel)."""
-    model = onnx.load(str(path))
-    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    return {node.input[0]: float(initializers[node.input[1]]) for node in model.graph.node
-            if node.op_type == "QuantizeLinear" and initializers[node.input[1]].ndim == 0}
 
 
 def test_histogram_calibration_takes_any_number_of_images_and_is_the_method_asked_for(tmp_path, onnx_path):

@@ -1,5 +1,5 @@
 """`make mutate`'s use of mutmut: its results as `mutmut results` prints them, each mutant's own
-unit tests, and the behaviour of mutmut's that tests/conftest.py relies on (pinned here, so that
+unit tests, and the behaviour of mutmut's that tests/helpers/mutation.py relies on (pinned here, so that
 a mutmut release that changes it fails this test rather than the mutation run silently)."""
 
 import subprocess
@@ -9,7 +9,7 @@ from collections import Counter
 
 import tomllib
 
-from conftest import ROOT
+from helpers.project import ROOT
 from stages.tools.mutate import is_in, module_of, module_results, mutate_config, score, unit_tests_of
 
 RESULTS = """\
@@ -60,7 +60,7 @@ def test_every_mutated_module_names_unit_tests_that_exist():
 
 
 def test_mutmuts_process_local_mode_outlives_the_environment_variable():
-    """tests/conftest.py keeps mutmut's stats pass out of the processes the code under test starts
+    """tests/helpers/mutation.py keeps mutmut's stats pass out of the processes the code under test starts
     by taking MUTANT_UNDER_TEST out of the environment after handing it to mutmut's
     set_mutant_under_test: its trampolines must still see the mode, and child processes not."""
     script = textwrap.dedent("""

@@ -13,7 +13,8 @@ from birds_onnx.onnx_model import OnnxClassifier, softmax
 from birds_onnx.openvino_model import OpenVinoClassifier, native_bf16
 from birds_onnx.predict import main
 from birds_onnx.preprocess import preprocess_batch
-from conftest import TINY_CLASSES, photo
+from helpers.images import photo
+from helpers.models import TINY_CLASSES
 from stages.shared.formats import load_classifier, precision
 
 # What "auto" gives on the CPU running the tests: bf16 where it computes bf16 natively.

@@ -5,7 +5,7 @@ import yaml
 from pydantic import ValidationError
 
 from birds_onnx.preprocess import PreprocessSpec
-from conftest import params_file
+from helpers.project import params_file
 from stages.shared.params import ParamError, error_message, load_params
 
 PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"

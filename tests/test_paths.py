@@ -13,7 +13,7 @@ import pytest
 from dvc.repo import Repo
 
 from birds_onnx import deploy
-from conftest import ROOT
+from helpers.project import ROOT
 from stages.shared import paths as p
 
 

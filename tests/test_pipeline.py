@@ -4,11 +4,13 @@ import csv
 import hashlib
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from conftest import make_project, run, tiny_params
-from fake_bing import Served, encode, picture
+from helpers.fake_bing import Served
+from helpers.images import encode, picture
+from helpers.project import make_project, run, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -18,14 +20,33 @@ FORMATS = {"pth", "onnx", "onnx-int8", "openvino", "openvino-int8"}
 
 @pytest.fixture(scope="module")
 def project(module_tmp_path):
-    """One tiny pipeline of three settings, shared by the tests below in their order (each whole
-    pipeline costs a minute or more): the timings test first, then the checks of every output,
-    then the experiments that compare settings."""
+    """One tiny pipeline of three settings, run and its results committed, shared by the tests
+    below (each whole pipeline costs a minute or more). Each test runs alone and in any order:
+    each leaves the pipeline up to date, and the experiments run in a clone of it."""
     params = tiny_params()
     params["train"]["epochs"] = [1, 2, 3]  # any number of settings: nothing in dvc.yaml names them
     project = make_project(module_tmp_path / "project", params)
     run(["dvc", "repro"], project)
+    run(["git", "add", "-A"], project)  # dvc.lock and the metrics (cache: false)
+    run(["git", "commit", "-q", "-m", "results"], project)
     return project
+
+
+def evaluated(project: Path, epochs: int, fmt: str) -> dict:
+    """A format's headline as the report stage must write it (metrics/summary/<n>/<format>.json,
+    `deploy` aside): the figures evaluate wrote for the setting of `epochs`."""
+    results = project / f"metrics/epochs/e{epochs}/evaluate"
+    accuracy = json.loads((results / "accuracy.json").read_text())[fmt]
+    speed = json.loads((results / "speed.json").read_text())[fmt]
+    return {"epochs": epochs, "accuracy": accuracy["accuracy"], "agreement": accuracy["agreement_with_pth"],
+            "img_s": speed["article_img_per_s"], "model_img_s": speed["img_per_s_batch1"],
+            "stream_img_s": speed["streaming_img_per_s"]}
+
+
+def share_right(confusion: Path) -> float:
+    """The share of the rows of evaluate's confusion csv (one per test image) predicted right."""
+    rows = list(csv.DictReader(confusion.open(encoding="utf-8")))
+    return round(sum(r["actual"] == r["predicted"] for r in rows) / len(rows), 6)
 
 
 def test_timings_come_from_the_machine_that_ran_the_pipeline(project):
@@ -74,27 +95,35 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
             assert accuracy["openvino"]["agreement_with_pth"] == 1.0
         assert set(accuracy["pth"]["recall"]) == {"myna", "reed_warbler", "sunbird"}
         assert accuracy["onnx-int8"]["size_mb"] < 0.3 * accuracy["onnx"]["size_mb"]
-        assert speed["onnx-int8"]["article_img_per_s"] > 0
+        for fmt in FORMATS:  # evaluate's accuracy is its own predictions' (a row per test image)
+            assert accuracy[fmt]["accuracy"] == share_right(results / f"confusion/{fmt}.csv"), fmt
         assert speed["measured_on"]["id"] == json.loads((project / "metrics/machine.json").read_text())["id"]
         history = list(csv.DictReader((project / f"metrics/epochs/e{epochs}/train/plots/metrics/test_acc.tsv").open(), delimiter="\t"))
         assert [int(r["step"]) for r in history] == list(range(1, epochs + 1))
     report = (project / "metrics/report.md").read_text()
-    assert all(f"| {fmt} |" in report for fmt in FORMATS)
     assert [line for line in report.splitlines() if line.startswith("## ")] == [f"## Trained for {e} epochs" for e in (1, 2, 3)]
+    for epochs, section in zip((1, 2, 3), report.split("## Trained for ")[1:]):
+        for fmt in FORMATS:  # each setting's table row: evaluate's figures of that setting
+            figures = evaluated(project, epochs, fmt)
+            row = f"| {fmt} | {figures['accuracy']:.3f} | {figures['agreement']:.1%} | {figures['img_s']:.2f} |"
+            assert row in section, (row, section)
 
     status = run(["dvc", "status"], project)
     assert "up to date" in status.stdout, status.stdout
     again = run(["dvc", "repro"], project)
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
 
-    bench = run(["python", "-m", "stages.tools.bench", "--warmup", "0", "--runs", "2", "--rounds", "1", "--folder-images", "2"], project)
+    bench = run(["python", "-m", "stages.tools.bench", "--warmup", "0", "--runs", "2", "--rounds", "1", "--folder-images", "3"], project)
     assert "models: the pipeline's models/e3/" in bench.stdout
 
     # the default `dvc metrics show`: the headline only, one row per setting and format, in a terminal's width
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     files = next(iter(shown.values()))["data"]
     assert set(files) == {f"metrics/summary/{n}/{fmt}.json" for n in (1, 2, 3) for fmt in FORMATS}
-    assert {files[f"metrics/summary/{n}/pth.json"]["data"]["epochs"] for n in (1, 2, 3)} == {1, 2, 3}
+    for n, epochs in enumerate((1, 2, 3), 1):
+        for fmt in FORMATS:  # the headline is what evaluate measured for that setting
+            headline = files[f"metrics/summary/{n}/{fmt}.json"]["data"]
+            assert {k: v for k, v in headline.items() if k != "deploy"} == evaluated(project, epochs, fmt), (n, fmt)
     # the format to deploy: flagged in the headline, named at the head of the report and in
     # metrics/deploy.json, and run by `birds-predict --runtime auto` (or refused with why: pth or none)
     deploy = json.loads((project / "metrics/deploy.json").read_text())
@@ -123,27 +152,31 @@ def test_dvc_repro_end_to_end_with_three_settings(project):
     assert {"metrics/training.png", "metrics/speed.png"} <= set(plots["data"])
 
 
-def test_one_setting_and_dvc_metrics_diff_between_settings(project):
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-q", "-m", "results"], project)
+def test_one_setting_and_dvc_metrics_diff_between_settings(project, tmp_path):
+    # the experiments change the workspace: they run in a clone of the committed results, on the same DVC cache
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "cache", "dir", "--local", str(project / ".dvc/cache")], clone)
+    run(["dvc", "checkout"], clone)
 
     # README's command: one experiment per setting, then `dvc metrics diff` between them
-    run(["dvc", "exp", "run", "-n", "e1", "-S", "train.epochs=[1]"], project)
-    assert (project / "metrics/report.md").read_text().count("## Trained for") == 1
-    assert sorted(p.name for p in (project / "metrics/summary").iterdir()) == ["1"]
-    run(["dvc", "exp", "run", "-n", "e2", "-S", "train.epochs=[2]"], project)
-    diff = json.loads(run(["dvc", "metrics", "diff", "e1", "e2", "--all", "--json"], project).stdout)
-    print(run(["dvc", "metrics", "diff", "e1", "e2", "--all"], project).stdout)
+    run(["dvc", "exp", "run", "-n", "e1", "-S", "train.epochs=[1]"], clone)
+    assert (clone / "metrics/report.md").read_text().count("## Trained for") == 1
+    assert sorted(p.name for p in (clone / "metrics/summary").iterdir()) == ["1"]
+    old = {fmt: evaluated(clone, 1, fmt) for fmt in FORMATS}  # what evaluate wrote in experiment e1
+    run(["dvc", "exp", "run", "-n", "e2", "-S", "train.epochs=[2]"], clone)
+    new = {fmt: evaluated(clone, 2, fmt) for fmt in FORMATS}
+    diff = json.loads(run(["dvc", "metrics", "diff", "e1", "e2", "--all", "--json"], clone).stdout)
+    print(run(["dvc", "metrics", "diff", "e1", "e2", "--all"], clone).stdout)
     assert set(diff) == {f"metrics/summary/1/{fmt}.json" for fmt in FORMATS}
     for fmt in FORMATS:
         figures = diff[f"metrics/summary/1/{fmt}.json"]
         assert figures["epochs"] == {"old": 1, "new": 2, "diff": 1}
         for key in ("accuracy", "agreement", "img_s", "model_img_s", "stream_img_s"):
-            old, new = figures[key]["old"], figures[key]["new"]
-            assert figures[key]["diff"] == pytest.approx(new - old, abs=1e-4)
-        # shares lie in [0, 1] (a model of one or two epochs may get no test image right), speeds above 0
-        assert all(0 <= figures[key][run] <= 1 for key in ("accuracy", "agreement") for run in ("old", "new"))
-        assert all(figures[key][run] > 0 for key in ("img_s", "model_img_s", "stream_img_s") for run in ("old", "new"))
+            assert figures[key]["diff"] == pytest.approx(figures[key]["new"] - figures[key]["old"], abs=1e-4)
+        # each side is the headline of its experiment: evaluate's figures of 1 and of 2 epochs
+        assert {key: figures[key]["old"] for key in figures if key != "deploy"} == old[fmt], fmt
+        assert {key: figures[key]["new"] for key in figures if key != "deploy"} == new[fmt], fmt
 
 
 def test_dvc_repro_with_the_bing_source_against_a_fake_server(tmp_path, fake_bing):

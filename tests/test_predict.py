@@ -24,8 +24,10 @@ from birds_onnx import predict
 from birds_onnx.predict import Progress, Writer, expand_inputs, load_model, main, parse_args, top_classes
 from birds_onnx.preprocess import preprocess
 from birds_onnx.stream import classify_stream
-from conftest import ROOT, TINY_CLASSES, photo
-from test_nasty import jpeg_with_bad_exif
+from helpers.images import photo
+from helpers.models import TINY_CLASSES
+from helpers.nasty_files import jpeg_with_bad_exif
+from helpers.project import ROOT
 
 
 @pytest.fixture(scope="module")

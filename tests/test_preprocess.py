@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import photo
-from test_nasty import unknown_dds
+from helpers.images import photo
+from helpers.nasty_files import unknown_dds
 from birds_onnx.preprocess import (ImageError, PreprocessSpec, load_rgb, normalize, open_rgb, preprocess, preprocess_batch,
                                    resize_center_crop, scale_offset)
 

@@ -10,7 +10,7 @@ import pytest
 
 from birds_onnx.onnx_model import AUTO_ORDER, CPU, OnnxClassifier, ProviderError, choose_providers
 from birds_onnx.predict import main, parse_args
-from conftest import photo
+from helpers.images import photo
 
 CUDA, TENSORRT, AZURE = "CUDAExecutionProvider", "TensorrtExecutionProvider", "AzureExecutionProvider"
 OPENVINO, DML, COREML = "OpenVINOExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider"

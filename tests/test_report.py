@@ -7,7 +7,7 @@ import matplotlib
 import pytest
 from PIL import Image
 
-from conftest import params_file, tiny_params
+from helpers.project import params_file, tiny_params
 
 from birds_onnx.deploy import NoRecommendation, recommended
 from stages import report

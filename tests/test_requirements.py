@@ -17,10 +17,10 @@ import re
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from helpers.project import ROOT
 
 CODE = ("stages", "birds_onnx", "tests")
-FIRST_PARTY = {"stages", "birds_onnx"} | {path.stem for path in (ROOT / "tests").glob("*.py")}
+FIRST_PARTY = {"stages", "birds_onnx", "helpers"} | {path.stem for path in (ROOT / "tests").glob("*.py")}
 REQUIREMENTS = ["requirements.txt", *sorted(p.name for p in ROOT.glob("requirements-*.txt"))]  # with the optional extras
 
 

@@ -21,7 +21,7 @@ pytest.importorskip("dvc_s3", reason=REASON)
 pytest.importorskip("moto", reason=REASON)
 boto3 = pytest.importorskip("boto3", reason=REASON)
 
-from conftest import ROOT  # noqa: E402
+from helpers.project import ROOT  # noqa: E402
 
 BUCKET = "team"
 ALLOW_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}

@@ -1,12 +1,15 @@
 """Beyond one process, on the tiny profile: data-parallel training through torchrun (gloo, two
 processes, and two "nodes" on one machine), a DVC remote in a local folder, DVC's experiment
-queue. One pipeline, shared by the tests below in order, so that DVC and torch start as few
-times as possible."""
+queue. One pipeline, shared by the tests below, so that DVC and torch start as few times as
+possible; each test runs alone and in any order (each leaves the pipeline as it found it)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_project, run, tiny_params
+from helpers.project import make_project, run, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +67,10 @@ def test_two_nodes_on_one_machine_train_the_same_weights_as_two_processes(clone_
     assert "up to date" in run(["dvc", "status"], clone_a).stdout
 
 
-def test_a_clone_pulls_the_outputs_from_a_remote_instead_of_training(clone_a):
+@pytest.fixture(scope="module")
+def clone_b(clone_a) -> Path:
+    """A git clone of clone_a's committed results, its outputs pulled from a DVC remote in a
+    local folder that clone_a pushed to."""
     remote = clone_a.parent / "remote"
     run(["git", "add", "-A"], clone_a)  # dvc.lock and the metrics (cache: false)
     run(["git", "commit", "-q", "-m", "trained"], clone_a)
@@ -75,13 +81,16 @@ def test_a_clone_pulls_the_outputs_from_a_remote_instead_of_training(clone_a):
     clone_b = clone_a.parent / "b"
     run(["git", "clone", "-q", str(clone_a), str(clone_b)], clone_a.parent)
     run(["dvc", "pull"], clone_b)
+    return clone_b
+
+
+def test_a_clone_pulls_the_outputs_from_a_remote_instead_of_training(clone_a, clone_b):
     assert weights(clone_b, 2) == weights(clone_a, 2)
     assert "up to date" in run(["dvc", "status"], clone_b).stdout
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], clone_b).stdout
 
 
-def test_queued_experiments_both_finish_with_their_metrics(clone_a):
-    clone_b = clone_a.parent / "b"
+def test_queued_experiments_both_finish_with_their_metrics(clone_b):
     # one retrains (one setting of 1 epoch: half the time of the tiny profile's two), the other only
     # measures again: the queue reruns what an experiment's params change and keeps the rest
     experiments = {"retrain": ["-S", "train.lr=0.002", "-S", "train.epochs=[1]"], "remeasure": ["-S", "evaluate.batch_size=4"]}
@@ -99,20 +108,32 @@ def test_queued_experiments_both_finish_with_their_metrics(clone_a):
     assert "Running stage 'evaluate@2'" in remeasured and "Running stage 'train@2'" not in remeasured, remeasured
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], clone_b).stdout)
-    finished = {exp["name"]: exp["revs"][0]["data"] for commit in shown for exp in (commit.get("experiments") or [])}
+    finished = {exp["name"]: exp["revs"][0] for commit in shown for exp in (commit.get("experiments") or [])}
     assert finished.keys() == {"retrain", "remeasure"}, shown
-    params = {name: data["params"]["params.yaml"]["data"] for name, data in finished.items()}
+    params = {name: exp["data"]["params"]["params.yaml"]["data"] for name, exp in finished.items()}
     assert params["retrain"]["train"]["lr"] == 0.002 and params["remeasure"]["evaluate"]["batch_size"] == 4
     for name, epochs in (("retrain", 1), ("remeasure", 2)):
-        headline = finished[name]["metrics"]["metrics/summary/1/pth.json"]["data"]  # what `dvc metrics show` prints
-        assert headline["epochs"] == epochs and 0 <= headline["accuracy"] <= 1
+        headline = finished[name]["data"]["metrics"]["metrics/summary/1/pth.json"]["data"]  # what `dvc metrics show` prints
+        # the accuracy of the experiment's own predictions: evaluate's confusion csv in its commit, a row per test image
+        confusion = run(["git", "show", f"{finished[name]['rev']}:metrics/epochs/e{epochs}/evaluate/confusion/pth.csv"], clone_b).stdout
+        rows = list(csv.DictReader(io.StringIO(confusion)))
+        assert headline["epochs"] == epochs and headline["accuracy"] == round(sum(r["actual"] == r["predicted"] for r in rows) / len(rows), 6)
+    # measured again, the same model: the accuracy the clone's results hold
+    pulled = json.loads((clone_b / "metrics/epochs/e2/evaluate/accuracy.json").read_text())
+    assert finished["remeasure"]["data"]["metrics"]["metrics/summary/1/pth.json"]["data"]["accuracy"] == pulled["pth"]["accuracy"]
 
 
-def test_a_failed_rank_fails_training_with_one_line_and_no_model(clone_a):
-    model = clone_a / "models/e50/model.pth"
+def test_a_failed_rank_fails_training_with_one_line_and_no_model(clone_a, tmp_path):
+    # the stage alone on clone_a's code, params and data, outside DVC: the training logs it
+    # writes under metrics/epochs would change the shared pipeline's report dependency
+    project = tmp_path / "project"
+    for folder in ("stages", "birds_onnx", "data"):
+        shutil.copytree(clone_a / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(clone_a / "params.yaml", project)
+    model = project / "models/e50/model.pth"
     model.parent.mkdir(parents=True, exist_ok=True)
     model.write_bytes(b"a finished model of an earlier run")
-    train = subprocess.Popen([sys.executable, "-m", "stages.train", "--epochs", "50"], cwd=clone_a,
+    train = subprocess.Popen([sys.executable, "-m", "stages.train", "--epochs", "50"], cwd=project,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in train.stdout:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import params_file, tiny_params
+from helpers.project import params_file, tiny_params
 from stages import split
 from stages.shared.splits import Example, read_split
 from stages.split import SplitError, raw_examples, split_examples, spread

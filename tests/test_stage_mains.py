@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY_CLASSES, params_file
-from test_model_export import activation_scales
+from helpers.models import TINY_CLASSES, activation_scales
+from helpers.project import params_file
 from birds_onnx.onnx_model import OnnxClassifier
 from birds_onnx.preprocess import preprocess_batch
 from stages import evaluate

@@ -1,6 +1,6 @@
 """What the training loop computes, checked against what it logs: the train stage's main() run in
 this process (and as two ranks) on a small network, every training step written down
-(tests/recorded_training.py). The determinism tests of tests/test_train.py pass whatever the
+(tests/helpers/recorded_training.py). The determinism tests of tests/test_train.py pass whatever the
 loop computes, as long as it computes it the same way twice; these say what it must compute."""
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from birds_onnx.preprocess import PreprocessSpec, preprocess_batch
-from conftest import ROOT, built_for_every_test, params_file, photo, stages_on_the_stage_network, tiny_params
-from recorded_training import Recording
+from helpers.images import photo
+from helpers.models import stages_on_the_stage_network
+from helpers.mutation import built_for_every_test
+from helpers.project import ROOT, params_file, tiny_params
+from helpers.recorded_training import Recording
 from stages import train
 from stages.shared import distributed
 from stages.shared.splits import Example, read_split, write_split
@@ -224,7 +227,7 @@ def test_two_ranks_log_the_totals_of_every_image_of_the_epoch(module_tmp_path, m
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     monkeypatch.setenv("RECORD_TO", str(records))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    distributed.launch(2, 1, "recorded_training", ["--epochs", "2"])
+    distributed.launch(2, 1, "helpers.recorded_training", ["--epochs", "2"])
     ranks = [torch.load(records / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
     for epoch in (1, 2):
@@ -249,10 +252,13 @@ def test_the_stage_prints_its_setting_each_epochs_figures_and_where_it_saved(tra
     lines = recording.printed.splitlines()
     assert lines[0] == "train: 12 images (in memory, 0 loader workers), 3 epochs, 1 x cpu, fp32, eager, 1 threads"
     loss, train_acc, test_acc = logged(project, "train_loss"), logged(project, "train_acc"), logged(project, "test_acc")
+    # the stage's clock, read as each epoch starts, after each of its 3 steps (the progress bar's
+    # rate) and as it ends: the rate printed is the epoch's 12 images over its first and last readings
+    assert len(recording.clock) == 3 * (1 + 3 + 1)
     for epoch in (1, 2, 3):
-        line = lines[epoch]
+        started, *_, ended = recording.clock[5 * (epoch - 1):5 * epoch]
         figures = f"epoch {epoch}/3: loss {loss[epoch - 1]:.4f}  train acc {train_acc[epoch - 1]:.3f}  test acc {test_acc[epoch - 1]:.3f}  "
-        assert line.startswith(figures) and line.endswith(" img/s") and float(line[len(figures):-6]) > 0, line
+        assert lines[epoch] == figures + f"{12 / (ended - started):.1f} img/s"
     assert lines[4:] == ["train: saved models/e3/model.pth"]
     summary = json.loads((project / "metrics/epochs/e3/train/metrics.json").read_text())
     assert summary == {"step": 3, "train_loss": loss[-1], "train_acc": train_acc[-1], "test_acc": test_acc[-1], "lr": logged(project, "lr")[-1]}

@@ -65,7 +65,7 @@ REASONS = (
 )
 
 # Tests only: a Python file that each decoding process runs at start, to register decoders that
-# misbehave on purpose (tests/nasty_decoders.py). Never set it for a real crawl: DVC does not see it.
+# misbehave on purpose (tests/helpers/nasty_decoders.py). Never set it for a real crawl: DVC does not see it.
 PLUGIN_ENV = "BIRDS_CRAWL_TEST_DECODERS"
 STDERR_KEPT = 500  # characters of what a decoder wrote to stderr that are filed with its image
 

@@ -7,7 +7,7 @@ with its diff. Exit status 1 when a module scores under the goal.
 
 Equivalent mutants (changes that cannot alter what the code does) are marked where they live,
 `# pragma: no mutate: why` on the line: mutmut makes no mutant there. Each mutant runs only its
-module's own unit tests ([tool.mutate.unit_tests]; tests/conftest.py leaves out the others
+module's own unit tests ([tool.mutate.unit_tests]; tests/helpers/mutation.py leaves out the others
 mutmut passes it: the crawl and stage tests reach nearly every module).
 
     python -m stages.tools.mutate                    # mutmut run, then the table

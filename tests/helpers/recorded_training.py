@@ -1,12 +1,13 @@
 """The train stage with what each training step saw written down, to check what it computes
 against what it logs: which images each epoch served (epoch, index), and for each step the
 labels, the logits and loss it returned, the learning rate it ran at, whether the model was in
-training mode, and the weights (batch norm statistics included) as each epoch began.
+training mode, the weights (batch norm statistics included) as each epoch began, and each
+reading of the stage's clock.
 
 In a test's process: `Recording().install(monkeypatch)`, then train.main(). As a rank of
-`distributed.launch(2, 1, "recorded_training", ["--epochs", "2"])` (tests/ and the checkout on
-PYTHONPATH, RECORD_TO naming a folder): runs the stage on the small stage network of
-tests/conftest.py and writes RECORD_TO/rank<r>.pt.
+`distributed.launch(2, 1, "helpers.recorded_training", ["--epochs", "2"])` (tests/ and the checkout
+on PYTHONPATH, RECORD_TO naming a folder): runs the stage on the small stage network of
+helpers/models.py and writes RECORD_TO/rank<r>.pt.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -31,6 +33,7 @@ class Recording:
         self.served: list[tuple[int, int]] = []  # (epoch, index) of every item the data set gave, in order
         self.steps: list[dict] = []
         self.weights_at_epoch_start: dict[int, dict[str, torch.Tensor]] = {}
+        self.clock: list[float] = []  # every reading the stage took of its clock (time.perf_counter), in order
 
     def install(self, patch) -> None:
         """`patch`: pytest's monkeypatch (or its MonkeyPatch.context())."""
@@ -57,17 +60,31 @@ class Recording:
                                                  model.conv1.weight.is_contiguous(memory_format=torch.channels_last))})
             return loss, logits
 
+        recording = self
+
+        class RecordedClock:
+            """The time module, its perf_counter's readings written down."""
+
+            def perf_counter(self) -> float:
+                recording.clock.append(time.perf_counter())
+                return recording.clock[-1]
+
+            def __getattr__(self, name: str):
+                return getattr(time, name)
+
         patch.setattr(TrainingImages, "__getitem__", recorded_get_item)
         patch.setattr(train, "train_step", recorded_train_step)
+        patch.setattr(train, "time", RecordedClock())
 
     def as_dict(self) -> dict:
-        return {"served": self.served, "steps": self.steps, "weights_at_epoch_start": self.weights_at_epoch_start}
+        return {"served": self.served, "steps": self.steps, "weights_at_epoch_start": self.weights_at_epoch_start,
+                "clock": self.clock}
 
 
 def main() -> None:
     import pytest
 
-    from conftest import stages_on_the_stage_network
+    from helpers.models import stages_on_the_stage_network
     from stages import train
 
     recording = Recording()

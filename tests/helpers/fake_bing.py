@@ -15,19 +15,13 @@ holding the image URL (murl) and the page that shows it (purl), as Bing writes t
 from __future__ import annotations
 
 import html
-import io
 import json
-import struct
 import threading
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
-
-import numpy as np
-from PIL import Image
 
 PAGE_SIZE = 35
 HOSTILE_MAX_BYTES = 2 * 2**30  # what an endless or lying body sends at most, if the client never hangs up
@@ -44,34 +38,6 @@ class Served:
     length: int | None = None  # announce this Content-Length, and send zeros up to it
     trickle_s: float = 0.0  # send the body one byte every trickle_s seconds
     location: str = ""  # answer 302, redirecting here
-
-
-def picture(seed: int, size: tuple[int, int] = (128, 96)) -> Image.Image:
-    """A smooth random picture: a coarse colour grid enlarged, so that no two seeds look alike
-    and a resized copy keeps its perceptual hash."""
-    rng = np.random.default_rng(seed)
-    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), "RGB")
-    return coarse.resize(size, Image.Resampling.BICUBIC)
-
-
-def encode(img: Image.Image, fmt: str = "JPEG", **options) -> bytes:
-    out = io.BytesIO()
-    img.save(out, fmt, **options)
-    return out.getvalue()
-
-
-def bomb_png(side: int = 10_000) -> bytes:
-    """A valid 1-bit PNG of side x side black pixels: a few KB that decode to side**2 pixels
-    (10,000 x 10,000 is beyond Pillow's 89-megapixel limit). Built by hand: Pillow would first
-    allocate the whole picture to write it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    pixels = zlib.compress(row * side, 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 class FakeBing:
