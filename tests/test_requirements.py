@@ -11,12 +11,12 @@ dependency allows, and disappear when that package stops needing it.
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import re
 import sys
 from pathlib import Path
 
+from helpers.code import imported_modules
 from helpers.project import ROOT
 
 CODE = ("stages", "birds_onnx", "tests")
@@ -41,23 +41,12 @@ def pins(path: Path) -> dict[str, str]:
     return found
 
 
-def imports(path: Path) -> set[str]:
-    """The top-level modules `path` imports by absolute import."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
-    return found
-
-
 def third_party() -> dict[str, set[str]]:
     """{top-level module: the files importing it} for every module neither stdlib nor the project's."""
     found: dict[str, set[str]] = {}
     for folder in CODE:
         for path in sorted((ROOT / folder).rglob("*.py")):
-            for module in imports(path) - FIRST_PARTY - set(sys.stdlib_module_names):
+            for module in imported_modules(path) - FIRST_PARTY - set(sys.stdlib_module_names):
                 found.setdefault(module, set()).add(path.relative_to(ROOT).as_posix())
     return found
 

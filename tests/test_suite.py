@@ -5,12 +5,12 @@ helpers only, never each other's code."""
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 from helpers import mutation, ordering
+from helpers.code import imported_modules
 
 TESTS = Path(__file__).parent
 
@@ -82,17 +82,6 @@ def test_only_mutmuts_own_runs_keep_a_build_for_the_mutants(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "mutmut.__main__", ModuleType("mutmut.__main__"))  # `mutmut run`, its clean pass
     mutation.built_once_per_mutation_run("tiny_models", tmp_path / "clean", build)
     assert (tmp_path / "cache/tiny_models/built").read_text() == "x"
-
-
-def imported_modules(path: Path) -> set[str]:
-    """The top-level names of the modules a file imports, at any depth of its code."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
 
 
 def test_no_test_module_imports_conftest_or_another_test_module():
