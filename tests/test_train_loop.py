@@ -29,7 +29,7 @@ from stages import train
 from stages.shared import distributed
 from stages.shared.splits import Example, read_split, write_split
 from stages.shared.model import load_checkpoint
-from stages.shared.params import load_params
+from stages.shared.params import ParamError, Train, load_params
 
 EPOCHS = 3
 PEAK_LR = 0.01
@@ -312,3 +312,35 @@ def test_every_step_runs_on_one_thread_with_deterministic_kernels_in_channels_la
     assert not (project / "dvc.yaml").exists() and not (project / "dvclive").exists()
     written = sorted(p.relative_to(project / "metrics/epochs/e3/train").as_posix() for p in (project / "metrics/epochs/e3/train").rglob("*") if p.is_file())
     assert written == ["metrics.json"] + [f"plots/metrics/{name}.tsv" for name in ("lr", "test_acc", "train_acc", "train_loss")]
+
+
+@pytest.mark.parametrize("asked, has_cuda, expected", [
+    ("auto", True, "cuda"), ("auto", False, "cpu"), ("cpu", True, "cpu"), ("cuda", True, "cuda")])
+def test_training_runs_on_cuda_where_asked_or_where_auto_finds_it(asked, has_cuda, expected, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: has_cuda)  # no GPU here: the answer torch would give
+    assert train.pick_device(Train.model_construct(device=asked)) == torch.device(expected)
+
+
+def test_cuda_asked_without_a_gpu_names_the_param(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParamError, match="train.device is cuda but no CUDA device is available"):
+        train.pick_device(Train.model_construct(device="cuda"))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_torch_is_configured_for_the_device_and_auto_precision_asks_that_device(device, monkeypatch):
+    """On CUDA: cuBLAS's deterministic workspace, and deterministic kernels that only warn (the
+    pooling's backward has none there); on the CPU: kernels that must be deterministic. bf16 under
+    `auto` is what the chosen device computes natively, asked of that device alone."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: device == "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: device == "cuda")
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: device == "cpu")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cfg = Train.model_construct(device="auto", precision="auto", threads=1)
+    with TorchState():
+        chosen, bf16 = train.configure_torch(cfg)
+        settings = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+                    torch.is_deterministic_algorithms_warn_only_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
+    assert chosen == torch.device(device) and bf16 is True
+    assert settings == (1, True, device == "cuda", False)
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == (":4096:8" if device == "cuda" else None)
