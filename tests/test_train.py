@@ -319,3 +319,19 @@ def test_the_progress_bar_shows_in_a_terminal_only_outside_ci_and_in_the_first_r
     monkeypatch.delenv("CI")
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a file or a pipe
     assert train.progress_bar([1], 1, "epoch 1/1", quiet=False).disable
+
+
+def test_cpu_info_reads_the_model_name_and_flags_whatever_the_file_holds(monkeypatch, tmp_path):
+    """The first model name (a colon inside it kept, bytes beyond UTF-8 replaced, not fatal) and
+    the flags; without flags, none; without a model name or a cpuinfo file, Python's own name."""
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(cpu, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(cpu.platform, "processor", lambda: "from platform")
+    cpuinfo.write_bytes(b"processor\t: 0\nmodel name\t: Xeon: rev \xff 2\nflags\t\t: fpu avx2 amx_bf16\n")
+    assert cpu.cpu_info() == ("Xeon: rev \ufffd 2", {"fpu", "avx2", "amx_bf16"})
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\n")
+    assert cpu.cpu_info() == ("Xeon", set()) and not cpu.cpu_has_bf16()
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: avx512_bf16\n")
+    assert cpu.cpu_info() == ("from platform", {"avx512_bf16"}) and cpu.cpu_has_bf16()
+    cpuinfo.unlink()
+    assert cpu.cpu_info() == ("from platform", set())
